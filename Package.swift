@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "diskvault",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "DiskVault", targets: ["DiskVault"]),
+        .executable(name: "diskvault", targets: ["diskvault"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    ],
+    targets: [
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // Linux calls Glibc's module does not export (they need _GNU_SOURCE): SEEK_DATA, syncfs, renameat2.
+        .target(name: "CLinux"),
+        .target(
+            name: "DiskVault",
+            dependencies: ["CZlib", "COpenSSL", "CLinux"]
+        ),
+        .executableTarget(
+            name: "diskvault",
+            dependencies: [
+                "DiskVault",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "DiskVaultTests",
+            dependencies: ["DiskVault", "diskvault"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

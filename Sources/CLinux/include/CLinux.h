@@ -1,0 +1,17 @@
+#ifndef DISKVAULT_CLINUX_H
+#define DISKVAULT_CLINUX_H
+#include <sys/types.h>
+
+/// lseek(fd, offset, SEEK_DATA); -1 with errno set on failure (ENXIO past the last data).
+off_t dv_seek_data(int fd, off_t offset);
+/// lseek(fd, offset, SEEK_HOLE).
+off_t dv_seek_hole(int fd, off_t offset);
+/// syncfs(fd): flush the whole file system holding fd.
+int dv_syncfs(int fd);
+/// renameat2(..., RENAME_NOREPLACE): fails with EEXIST when `to` exists.
+int dv_rename_noreplace(int fromdir, const char *from, int todir, const char *to);
+/// posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL).
+int dv_fadvise_sequential(int fd);
+/// Size in bytes of a block device (BLKGETSIZE64).
+int dv_block_device_size(int fd, unsigned long long *size);
+#endif

@@ -1,0 +1,7 @@
+#ifndef DISKVAULT_COPENSSL_SHIM_H
+#define DISKVAULT_COPENSSL_SHIM_H
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/err.h>
+#endif

@@ -1,0 +1,214 @@
+import Foundation
+import Synchronization
+
+/// What a backup is asked to do beyond the image and the vault.
+public struct BackupOptions: Sendable {
+    public var disk: String
+    public var retainUntil: Date?
+    public var trigger = "on-demand"
+    public var policy: String?
+    public var threads = defaultThreadCount()
+    public var now = Date()
+
+    public init(disk: String, retainUntil: Date? = nil) {
+        self.disk = disk
+        self.retainUntil = retainUntil
+    }
+}
+
+/// Streams an image into the vault in fixed-size chunks and commits a recovery point.
+///
+/// The reader (calling thread) reads each chunk into a pooled buffer, leaving holes of a sparse file unread;
+/// workers detect zeros, hash, and store new chunks as blobs; results are taken in order into the index.
+/// Blobs land first, then one file-system flush, then the index, then the manifest: a point exists only
+/// when complete, and a backup killed at any moment leaves the vault as it was plus unreferenced blobs.
+public final class Backup {
+    let vault: Vault
+    let source: ImageSource
+    let options: BackupOptions
+    public weak var observer: (any ProgressObserver)?
+
+    public init(vault: Vault, source: ImageSource, options: BackupOptions) {
+        self.vault = vault
+        self.source = source
+        self.options = options
+    }
+
+    enum Item {
+        case hole(Int)
+        case data(ByteBuffer, Int, readBytes: Int)
+    }
+
+    enum Output {
+        case zero(length: Int, hole: Int)
+        case chunk(Digest256, length: Int, readBytes: Int, stored: ChunkStore.StoreOutcome?)
+    }
+
+    public func run() throws(DiskVaultError) -> Manifest {
+        try DiskName.validate(options.disk)
+        let started = Date()
+        let chunkSize = vault.config.chunkSize
+        let previous = try vault.points(disk: options.disk).last
+        // Digests known to be in the vault: the previous point's, then every chunk this run stores or finds.
+        var known = Set<Digest256>()
+        if let previous {
+            known.formUnion(try vault.index(of: previous).digests)
+            known.remove(.zero)
+        }
+        let present = Mutex(known)
+        known = []
+
+        let workers = max(1, options.threads)
+        let depth = pipelineDepth(workers: workers, chunkSize: chunkSize)
+        let pool = BufferPool(count: depth + workers + 1, capacity: chunkSize)
+        let chunks = vault.chunks
+        let total = source.size
+
+        var digests: [Digest256] = []
+        if let total { digests.reserveCapacity(ChunkIndex.chunkCount(imageSize: total, chunkSize: chunkSize)) }
+        var stats = Manifest.Stats()
+        var imageSize: UInt64 = 0
+        let observer = self.observer
+
+        do {
+            try Pipeline.run(
+                workers: workers, depth: depth,
+                produce: { emit in try self.read(chunkSize: chunkSize, pool: pool, emit: emit) },
+                makeWorker: {
+                    let codec = BlobCodec(chunkSize: chunkSize)
+                    return { (item: Item) throws(DiskVaultError) -> Output in
+                        switch item {
+                        case .hole(let n):
+                            return .zero(length: n, hole: n)
+                        case .data(let buffer, let n, let readBytes):
+                            defer { pool.give(buffer) }
+                            let bytes = buffer.prefix(n)
+                            if isAllZero(bytes) { return .zero(length: n, hole: n - readBytes) }
+                            let digest = SHA256.digest(bytes)
+                            if present.withLock({ $0.contains(digest) }) {
+                                return .chunk(digest, length: n, readBytes: readBytes, stored: nil)
+                            }
+                            var outcome: ChunkStore.StoreOutcome? = nil
+                            if try !chunks.contains(digest) {
+                                outcome = try chunks.store(bytes, digest: digest, mayCompress: true, codec: codec)
+                                if outcome?.written == false { outcome = nil }
+                            }
+                            present.withLock { _ = $0.insert(digest) }
+                            return .chunk(digest, length: n, readBytes: readBytes, stored: outcome)
+                        }
+                    }
+                },
+                consume: { output in
+                    switch output {
+                    case .zero(let n, let hole):
+                        digests.append(.zero)
+                        stats.zeroChunks += 1
+                        stats.holeBytes += UInt64(hole)
+                        stats.readBytes += UInt64(n - hole)
+                        stats.zeroBytes += UInt64(n - hole)
+                        imageSize += UInt64(n)
+                    case .chunk(let digest, let n, let readBytes, let stored):
+                        digests.append(digest)
+                        stats.readBytes += UInt64(readBytes)
+                        stats.holeBytes += UInt64(n - readBytes)
+                        if let stored {
+                            stats.newChunks += 1
+                            stats.newBytes += UInt64(n)
+                            stats.storedBytes += UInt64(stored.blobBytes)
+                            if stored.compressed { stats.compressedChunks += 1 }
+                        } else {
+                            stats.reusedChunks += 1
+                        }
+                        imageSize += UInt64(n)
+                    }
+                    stats.chunks += 1
+                    observer?.progress(done: imageSize, total: total)
+                },
+                discard: { item in if case .data(let buffer, _, _) = item { pool.give(buffer) } })
+        } catch let error as DiskVaultError {
+            throw error
+        } catch {
+            throw DiskVaultError(.io, "backup failed: \(error)", path: source.path)
+        }
+
+        if let total, imageSize != total {
+            throw DiskVaultError(.io, "image changed size during backup (\(total) bytes at start, \(imageSize) read)", path: source.path)
+        }
+        let index = ChunkIndex(chunkSize: chunkSize, imageSize: imageSize, digests: digests)
+        let indexBytes = index.encoded()
+        stats.seconds = Date().timeIntervalSince(started)
+        let manifest = Manifest(
+            version: Manifest.currentVersion,
+            id: RecoveryPoint.newID(at: options.now),
+            disk: options.disk,
+            created: Timestamp.format(options.now),
+            retainUntil: options.retainUntil.map(Timestamp.format),
+            trigger: options.trigger,
+            policy: options.policy,
+            source: .init(path: source.path, kind: source.kind.rawValue, size: imageSize, sectorSize: source.sectorSize),
+            layout: nil,
+            keyBackup: nil,
+            chunkSize: chunkSize,
+            chunkCount: index.count,
+            indexDigest: SHA256.digest(indexBytes).hex,
+            stats: stats)
+        try vault.commit(manifest, index: indexBytes)
+        return manifest
+    }
+
+    /// The producer: one item per chunk, in order. Holes are never read.
+    private func read(chunkSize: Int, pool: BufferPool, emit: (Item) throws -> Void) throws {
+        let file = source.file
+        guard let size = source.size else {
+            while true {
+                let buffer = pool.take()
+                let n: Int
+                do {
+                    n = try file.readSequential(into: buffer.mutablePrefix(chunkSize))
+                } catch {
+                    pool.give(buffer)
+                    throw error
+                }
+                if n == 0 {
+                    pool.give(buffer)
+                    return
+                }
+                try emit(.data(buffer, n, readBytes: n))
+                if n < chunkSize { return }
+            }
+        }
+        var plan = source.makeReadPlan()
+        var offset: UInt64 = 0
+        while offset < size {
+            let length = Int(min(UInt64(chunkSize), size - offset))
+            let ranges = try plan.dataRanges(in: offset..<offset + UInt64(length))
+            if ranges.isEmpty {
+                try emit(.hole(length))
+                offset += UInt64(length)
+                continue
+            }
+            let buffer = pool.take()
+            var readBytes = 0
+            do {
+                var filled = 0
+                for r in ranges {
+                    let start = Int(r.lowerBound - offset), end = Int(r.upperBound - offset)
+                    if start > filled { buffer.mutablePrefix(start)[filled...].initializeMemory(as: UInt8.self, repeating: 0) }
+                    let want = end - start
+                    let got = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.storage[start..<end]), at: r.lowerBound)
+                    guard got == want else {
+                        throw DiskVaultError(.io, "image ended early, at byte \(r.lowerBound + UInt64(got)) of \(size)", path: source.path)
+                    }
+                    readBytes += want
+                    filled = end
+                }
+                if filled < length { buffer.mutablePrefix(length)[filled...].initializeMemory(as: UInt8.self, repeating: 0) }
+            } catch {
+                pool.give(buffer)
+                throw error
+            }
+            try emit(.data(buffer, length, readBytes: readBytes))
+            offset += UInt64(length)
+        }
+    }
+}

@@ -1,0 +1,41 @@
+import Foundation
+
+/// A fixed set of chunk buffers: taking one blocks while all are in use, which bounds the memory of a pipeline.
+final class BufferPool: @unchecked Sendable {
+    private let lock = NSCondition()
+    private var free: [ByteBuffer]
+
+    init(count: Int, capacity: Int) {
+        free = (0..<count).map { _ in ByteBuffer(capacity: capacity) }
+    }
+
+    func take() -> ByteBuffer {
+        lock.lock()
+        defer { lock.unlock() }
+        while free.isEmpty { lock.wait() }
+        return free.removeLast()
+    }
+
+    func give(_ buffer: ByteBuffer) {
+        lock.lock()
+        free.append(buffer)
+        lock.signal()
+        lock.unlock()
+    }
+}
+
+/// Reports how far a long job has come; the command line draws it on a TTY.
+public protocol ProgressObserver: AnyObject, Sendable {
+    func progress(done: UInt64, total: UInt64?)
+}
+
+/// How many worker threads to use by default: one per core.
+public func defaultThreadCount() -> Int {
+    max(1, ProcessInfo.processInfo.activeProcessorCount)
+}
+
+/// Buffers in flight for a pipeline over chunks of `chunkSize`: enough to keep every worker busy,
+/// few enough that chunk buffers stay within about 32 MiB whatever the image size.
+func pipelineDepth(workers: Int, chunkSize: Int) -> Int {
+    max(2, min(workers + 2, (32 << 20) / chunkSize))
+}

@@ -1,0 +1,56 @@
+/// manifest.json of a recovery point: human-readable, written last, and the point exists only once it does.
+public struct Manifest: Codable, Sendable, Equatable {
+    public static let currentVersion = 1
+
+    public var version: Int
+    public var id: String
+    public var disk: String
+    public var created: String
+    public var retainUntil: String?
+    public var trigger: String
+    public var policy: String?
+    public var source: Source
+    public var layout: Layout?
+    public var keyBackup: KeyBackup?
+    public var chunkSize: Int
+    public var chunkCount: Int
+    public var indexDigest: String
+    public var stats: Stats
+
+    public struct Source: Codable, Sendable, Equatable {
+        public var path: String
+        /// "file", "block-device" or "stream".
+        public var kind: String
+        public var size: UInt64
+        public var sectorSize: Int
+    }
+
+    /// What the image's layout was found to be (filled by the layout readers).
+    public struct Layout: Codable, Sendable, Equatable {
+        public var partitionTable: String
+    }
+
+    public struct KeyBackup: Codable, Sendable, Equatable {
+        public var keyVault: String
+    }
+
+    public struct Stats: Codable, Sendable, Equatable {
+        /// Bytes read from the source.
+        public var readBytes: UInt64 = 0
+        /// Bytes skipped as holes of a sparse source, never read.
+        public var holeBytes: UInt64 = 0
+        /// Bytes read that were all zero (stored as nothing).
+        public var zeroBytes: UInt64 = 0
+        public var chunks: Int = 0
+        public var zeroChunks: Int = 0
+        public var newChunks: Int = 0
+        public var newBytes: UInt64 = 0
+        public var reusedChunks: Int = 0
+        public var compressedChunks: Int = 0
+        /// Blob bytes this backup added to the vault.
+        public var storedBytes: UInt64 = 0
+        public var seconds: Double = 0
+
+        public init() {}
+    }
+}

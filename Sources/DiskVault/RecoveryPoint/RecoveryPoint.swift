@@ -1,0 +1,98 @@
+import Foundation
+
+/// A recovery point as found in the vault: its manifest, and where its index lives.
+public struct RecoveryPoint: Sendable {
+    public var manifest: Manifest
+    public var id: String { manifest.id }
+    public var disk: String { manifest.disk }
+
+    static func prefix(disk: String) -> String { "disks/\(disk)/points" }
+    static func indexKey(disk: String, id: String) -> String { "\(prefix(disk: disk))/\(id)/index" }
+    static func manifestKey(disk: String, id: String) -> String { "\(prefix(disk: disk))/\(id)/manifest.json" }
+
+    /// A new point id: UTC time to the second, then random hex, so ids sort by time and never collide.
+    static func newID(at date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        func two(_ v: Int?) -> String { let v = v ?? 0; return v < 10 ? "0\(v)" : "\(v)" }
+        return "\(c.year ?? 0)\(two(c.month))\(two(c.day))T\(two(c.hour))\(two(c.minute))\(two(c.second))Z-\(randomHex(3))"
+    }
+}
+
+extension Vault {
+    /// Disks that have a folder in the vault, sorted.
+    public func disks() throws(DiskVaultError) -> [String] {
+        try storage.list("disks").sorted()
+    }
+
+    /// Complete points of `disk`, oldest first. A folder without a manifest (an interrupted backup) is not a point.
+    public func points(disk: String) throws(DiskVaultError) -> [RecoveryPoint] {
+        try DiskName.validate(disk)
+        var found: [RecoveryPoint] = []
+        for id in try storage.list(RecoveryPoint.prefix(disk: disk)) {
+            let key = RecoveryPoint.manifestKey(disk: disk, id: id)
+            let bytes: [UInt8]
+            do {
+                bytes = try storage.get(key, limit: 16 << 20)
+            } catch where error.code == .notFound {
+                continue
+            }
+            do {
+                let manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
+                found.append(RecoveryPoint(manifest: manifest))
+            } catch {
+                throw DiskVaultError(.corrupt, "manifest of point \(id) is damaged (\(describe(error)))", path: "\(location)/\(key)")
+            }
+        }
+        return found.sorted { ($0.manifest.created, $0.id) < ($1.manifest.created, $1.id) }
+    }
+
+    /// The point `id` of `disk`, or its newest for nil or "latest".
+    public func point(disk: String, id: String?) throws(DiskVaultError) -> RecoveryPoint {
+        let all = try points(disk: disk)
+        if id == nil || id == "latest" {
+            guard let last = all.last else {
+                throw DiskVaultError(.notFound, "disk \(disk) has no recovery points in vault", path: location)
+            }
+            return last
+        }
+        guard let p = all.first(where: { $0.id == id }) else {
+            throw DiskVaultError(.notFound, "disk \(disk) has no recovery point \(id!) in vault", path: location)
+        }
+        return p
+    }
+
+    /// The point's index, checked against the digest its manifest recorded.
+    public func index(of point: RecoveryPoint) throws(DiskVaultError) -> ChunkIndex {
+        let key = RecoveryPoint.indexKey(disk: point.disk, id: point.id)
+        let limit = ChunkIndex.headerSize + 32 * (point.manifest.chunkCount + 1)
+        let bytes: [UInt8]
+        do {
+            bytes = try storage.get(key, limit: limit)
+        } catch where error.code == .notFound {
+            throw DiskVaultError(.corrupt, "index of point \(point.id) is missing", path: "\(location)/\(key)")
+        } catch where error.code == .corrupt {
+            throw DiskVaultError(.corrupt, "index of point \(point.id) is larger than its manifest allows", path: "\(location)/\(key)")
+        }
+        guard SHA256.digest(bytes).hex == point.manifest.indexDigest else {
+            throw DiskVaultError(.corrupt, "index of point \(point.id) does not match the digest in its manifest", path: "\(location)/\(key)")
+        }
+        let index = try ChunkIndex.decode(bytes, source: "\(location)/\(key)")
+        guard index.chunkSize == point.manifest.chunkSize, index.imageSize == point.manifest.source.size else {
+            throw DiskVaultError(.corrupt, "index of point \(point.id) disagrees with its manifest", path: "\(location)/\(key)")
+        }
+        return index
+    }
+
+    /// Commits a point: everything put so far is flushed, then the index, then the manifest, each durable.
+    /// Until the manifest is in place the point does not exist.
+    func commit(_ manifest: Manifest, index: [UInt8]) throws(DiskVaultError) {
+        try storage.barrier()
+        guard try storage.putIfAbsent(RecoveryPoint.indexKey(disk: manifest.disk, id: manifest.id), index, durable: true),
+            try storage.putIfAbsent(RecoveryPoint.manifestKey(disk: manifest.disk, id: manifest.id), try JSON.encode(manifest), durable: true)
+        else {
+            throw DiskVaultError(.alreadyExists, "recovery point \(manifest.id) already exists", path: location)
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+
+public struct VerifyOptions: Sendable {
+    public var disk: String?
+    public var point: String?
+    public var threads = defaultThreadCount()
+
+    public init(disk: String? = nil, point: String? = nil) {
+        self.disk = disk
+        self.point = point
+    }
+}
+
+public struct VerifyReport: Encodable, Sendable {
+    public struct Problem: Codable, Sendable, Equatable {
+        /// "missing" or "damaged" for a chunk; "point" for a manifest or index that cannot be used.
+        public var kind: String
+        public var chunk: String?
+        public var message: String
+        /// Points (disk@id) that need this chunk, or the point that is damaged.
+        public var points: [String]
+    }
+
+    public var vault: String
+    public var points: [String] = []
+    public var chunksChecked = 0
+    public var bytesChecked: UInt64 = 0
+    public var problems: [Problem] = []
+    public var seconds: Double = 0
+    public var ok: Bool { problems.isEmpty }
+
+    enum CodingKeys: String, CodingKey { case vault, points, chunksChecked, bytesChecked, problems, seconds, ok }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(vault, forKey: .vault)
+        try c.encode(points, forKey: .points)
+        try c.encode(chunksChecked, forKey: .chunksChecked)
+        try c.encode(bytesChecked, forKey: .bytesChecked)
+        try c.encode(problems, forKey: .problems)
+        try c.encode(seconds, forKey: .seconds)
+        try c.encode(ok, forKey: .ok)
+    }
+}
+
+/// Reads every blob the selected points need — CRC, inflate, digest — and names each missing or damaged chunk
+/// with the points that need it. Each distinct chunk is read once however many points share it.
+public final class Verify {
+    let vault: Vault
+    let options: VerifyOptions
+    public weak var observer: (any ProgressObserver)?
+
+    public init(vault: Vault, options: VerifyOptions) {
+        self.vault = vault
+        self.options = options
+    }
+
+    struct ChunkCheck {
+        var digest: Digest256
+        var length: Int
+        var failure: DiskVaultError?
+    }
+
+    public func run() throws(DiskVaultError) -> VerifyReport {
+        let started = Date()
+        var report = VerifyReport(vault: vault.location)
+        var selected: [RecoveryPoint] = []
+        if let disk = options.disk {
+            selected = options.point == nil ? try vault.points(disk: disk) : [try vault.point(disk: disk, id: options.point)]
+        } else {
+            if options.point != nil { throw DiskVaultError(.usage, "--point needs --disk") }
+            for disk in try vault.disks() { selected += try vault.points(disk: disk) }
+        }
+
+        // Distinct chunks with their length, and who needs each.
+        var lengths: [Digest256: Int] = [:]
+        var users: [Digest256: [String]] = [:]
+        for point in selected {
+            let name = "\(point.disk)@\(point.id)"
+            report.points.append(name)
+            let index: ChunkIndex
+            do {
+                index = try vault.index(of: point)
+            } catch {
+                report.problems.append(.init(kind: "point", chunk: nil, message: error.description, points: [name]))
+                continue
+            }
+            for (i, digest) in index.digests.enumerated() where !digest.isZero {
+                if lengths.updateValue(index.length(ofChunk: i), forKey: digest) == nil { users[digest] = [name] }
+                else if users[digest]?.last != name { users[digest]?.append(name) }
+            }
+        }
+
+        let chunkSize = vault.config.chunkSize
+        let workers = max(1, options.threads)
+        let chunks = vault.chunks
+        let work = lengths.map { ChunkCheck(digest: $0.key, length: $0.value) }.sorted { $0.digest < $1.digest }
+        let total = work.reduce(UInt64(0)) { $0 + UInt64($1.length) }
+        var done: UInt64 = 0
+        var failures: [ChunkCheck] = []
+        let observer = self.observer
+        do {
+            try Pipeline.run(
+                workers: workers, depth: pipelineDepth(workers: workers, chunkSize: chunkSize),
+                produce: { emit in for entry in work { try emit(entry) } },
+                makeWorker: {
+                    let codec = BlobCodec(chunkSize: chunkSize)
+                    let buffer = ByteBuffer(capacity: chunkSize)
+                    return { (check: ChunkCheck) -> ChunkCheck in
+                        var check = check
+                        do throws(DiskVaultError) {
+                            try chunks.load(check.digest, length: check.length, into: buffer, codec: codec)
+                        } catch {
+                            check.failure = error
+                        }
+                        return check
+                    }
+                },
+                consume: { (check: ChunkCheck) in
+                    done += UInt64(check.length)
+                    if check.failure != nil { failures.append(check) }
+                    observer?.progress(done: done, total: total)
+                })
+        } catch let error as DiskVaultError {
+            throw error
+        } catch {
+            throw DiskVaultError(.io, "verify failed: \(error)", path: vault.location)
+        }
+        for check in failures {
+            let (digest, error) = (check.digest, check.failure!)
+            if error.code != .notFound && error.code != .corrupt { throw error }
+            report.problems.append(.init(
+                kind: error.code == .notFound ? "missing" : "damaged", chunk: digest.hex,
+                message: error.description, points: users[digest] ?? []))
+        }
+        report.chunksChecked = work.count
+        report.bytesChecked = total
+        report.seconds = Date().timeIntervalSince(started)
+        return report
+    }
+}

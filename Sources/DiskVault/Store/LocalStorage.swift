@@ -1,0 +1,98 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// The vault as a directory on a local file system. New objects are written under tmp/ and renamed into place
+/// without replacing, so a reader never sees a partial object and an existing object is never rewritten.
+public final class LocalStorage: VaultStorage {
+    public let root: String
+    public var location: String { root }
+    private let createdDirectories = Mutex<Set<String>>([])
+
+    public init(root: String) {
+        var r = root
+        while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
+        self.root = r
+    }
+
+    public func path(_ key: String) -> String { "\(root)/\(key)" }
+
+    private func ensureParent(of key: String) throws(DiskVaultError) {
+        let dir = FileSystem.parentDirectory(of: path(key))
+        if createdDirectories.withLock({ $0.contains(dir) }) { return }
+        try FileSystem.makeDirectories(dir)
+        createdDirectories.withLock { _ = $0.insert(dir) }
+    }
+
+    public func putIfAbsent(_ key: String, _ parts: [UnsafeRawBufferPointer], durable: Bool) throws(DiskVaultError) -> Bool {
+        let final = path(key)
+        let tmpDir = path("tmp")
+        let tmp = "\(tmpDir)/\(FileSystem.lastComponent(of: key)).\(randomHex(8))"
+        do {
+            let file: FileDescriptor
+            do {
+                file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644, doing: "cannot create")
+            } catch where error.code == .notFound {
+                try FileSystem.makeDirectories(tmpDir)
+                file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644, doing: "cannot create")
+            }
+            try file.writeAll(parts)
+            if durable { try file.sync() }
+            try file.close()
+            try ensureParent(of: key)
+            let placed = try FileSystem.renameNoReplace(tmp, final)
+            if !placed { try FileSystem.remove(tmp) }
+            if placed && durable { try FileSystem.syncDirectory(FileSystem.parentDirectory(of: final)) }
+            return placed
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+    }
+
+    public func replace(_ key: String, _ bytes: [UInt8]) throws(DiskVaultError) {
+        try ensureParent(of: key)
+        try FileSystem.writeFileAtomically(path(key), bytes)
+    }
+
+    public func get(_ key: String, limit: Int) throws(DiskVaultError) -> [UInt8] {
+        try FileSystem.readFile(path(key), limit: limit)
+    }
+
+    public func read(_ key: String, into buffer: UnsafeMutableRawBufferPointer) throws(DiskVaultError) -> Int {
+        let file = try FileDescriptor(path: path(key), flags: O_RDONLY, doing: "cannot open")
+        let size = try file.status().size
+        guard size <= UInt64(buffer.count) else {
+            throw DiskVaultError(.corrupt, "object is \(size) bytes, more than the \(buffer.count) it may be", path: path(key))
+        }
+        let n = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(size)]), at: 0)
+        return n
+    }
+
+    public func head(_ key: String) throws(DiskVaultError) -> UInt64? {
+        var st = stat()
+        switch retryingEINTR({ stat(path(key), &st) }) {
+        case .success: return UInt64(st.st_size)
+        case .failure(ENOENT), .failure(ENOTDIR): return nil
+        case .failure(let e): throw DiskVaultError.system("stat", e, path: path(key), doing: "cannot stat")
+        }
+    }
+
+    public func list(_ prefix: String) throws(DiskVaultError) -> [String] {
+        try FileSystem.list(path(prefix)).filter { !$0.hasPrefix(".") }
+    }
+
+    public func delete(_ key: String) throws(DiskVaultError) {
+        if FileSystem.isDirectory(path(key)) {
+            try FileSystem.removeDirectory(path(key))
+        } else {
+            try FileSystem.remove(path(key))
+        }
+    }
+
+    public func barrier() throws(DiskVaultError) {
+        let dir = try FileDescriptor(path: root, flags: O_RDONLY | O_DIRECTORY, doing: "cannot open vault")
+        try dir.syncFileSystem()
+    }
+}

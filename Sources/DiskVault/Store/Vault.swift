@@ -1,0 +1,169 @@
+import Foundation
+
+/// vault.json: what a vault is and how its chunks are made.
+public struct VaultConfig: Codable, Sendable, Equatable {
+    public static let formatName = "diskvault"
+    public static let currentVersion = 1
+
+    public var format: String
+    public var version: Int
+    public var id: String
+    public var created: String
+    public var chunkSize: Int
+    public var hash: String
+    public var compression: String
+    public var encryption: Encryption
+
+    public struct Encryption: Codable, Sendable, Equatable {
+        public var scheme: String
+    }
+}
+
+/// An opened vault: its configuration and the storage that holds it.
+public final class Vault: Sendable {
+    public let storage: any VaultStorage
+    public let config: VaultConfig
+    public let chunks: ChunkStore
+
+    public static let minChunkSize = 64 << 10
+    public static let maxChunkSize = 16 << 20
+    public static let defaultChunkSize = 4 << 20
+
+    init(storage: any VaultStorage, config: VaultConfig) {
+        self.storage = storage
+        self.config = config
+        self.chunks = ChunkStore(storage: storage, chunkSize: config.chunkSize)
+    }
+
+    public var location: String { storage.location }
+
+    /// Opens the vault at `location` (a directory). Refuses a missing vault, something that is not a vault,
+    /// and a format version this build does not know.
+    public static func open(_ location: String) throws(DiskVaultError) -> Vault {
+        let storage = try storageFor(location)
+        let bytes: [UInt8]
+        do {
+            bytes = try storage.get("vault.json", limit: 1 << 20)
+        } catch where error.code == .notFound {
+            if FileSystem.isDirectory(location) {
+                throw DiskVaultError(.notAVault, "not a diskvault vault (no vault.json)", path: location)
+            }
+            throw DiskVaultError(.notFound, "vault does not exist", path: location)
+        }
+        let config: VaultConfig
+        do {
+            config = try JSONDecoder().decode(VaultConfig.self, from: Data(bytes))
+        } catch {
+            throw DiskVaultError(.corrupt, "vault.json is not a diskvault vault configuration (\(describe(error)))", path: "\(location)/vault.json")
+        }
+        guard config.format == VaultConfig.formatName else {
+            throw DiskVaultError(.notAVault, "vault.json names format \"\(config.format)\", not diskvault", path: "\(location)/vault.json")
+        }
+        guard config.version == VaultConfig.currentVersion else {
+            throw DiskVaultError(.unsupported, "vault format version \(config.version) is not supported (this build reads version \(VaultConfig.currentVersion))", path: "\(location)/vault.json")
+        }
+        guard isValidChunkSize(config.chunkSize), config.hash == "sha256" else {
+            throw DiskVaultError(.corrupt, "vault.json has chunk size \(config.chunkSize) and hash \(config.hash); expected a power of two in 64 KiB–16 MiB and sha256", path: "\(location)/vault.json")
+        }
+        guard config.encryption.scheme == "none" else {
+            throw DiskVaultError(.unsupported, "vault encryption \"\(config.encryption.scheme)\" is not supported by this build", path: "\(location)/vault.json")
+        }
+        return Vault(storage: storage, config: config)
+    }
+
+    /// Creates a new, empty vault. Refuses a location that already holds a vault or other files.
+    @discardableResult
+    public static func create(_ location: String, chunkSize: Int = defaultChunkSize, now: Date = Date()) throws(DiskVaultError) -> Vault {
+        guard isValidChunkSize(chunkSize) else {
+            throw DiskVaultError(.usage, "chunk size must be a power of two from 64 KiB to 16 MiB, not \(chunkSize)")
+        }
+        if FileSystem.exists(location) {
+            guard FileSystem.isDirectory(location) else {
+                throw DiskVaultError(.alreadyExists, "exists and is not a directory", path: location)
+            }
+            if FileSystem.exists("\(location)/vault.json") {
+                throw DiskVaultError(.alreadyExists, "a vault already exists here", path: location)
+            }
+            guard try FileSystem.list(location).isEmpty else {
+                throw DiskVaultError(.alreadyExists, "directory is not empty; a vault needs a new or empty directory", path: location)
+            }
+        }
+        let storage = try storageFor(location)
+        try FileSystem.makeDirectories(location)
+        for dir in ["chunks", "disks", "tmp", "locks"] { try FileSystem.makeDirectories("\(location)/\(dir)") }
+        let config = VaultConfig(
+            format: VaultConfig.formatName, version: VaultConfig.currentVersion, id: randomHex(16),
+            created: Timestamp.format(now), chunkSize: chunkSize, hash: "sha256", compression: "zlib",
+            encryption: .init(scheme: "none"))
+        try storage.replace("vault.json", try JSON.encode(config))
+        return Vault(storage: storage, config: config)
+    }
+
+    static func isValidChunkSize(_ n: Int) -> Bool {
+        n >= minChunkSize && n <= maxChunkSize && n & (n - 1) == 0
+    }
+
+    static func storageFor(_ location: String) throws(DiskVaultError) -> any VaultStorage {
+        if location.hasPrefix("s3:") {
+            throw DiskVaultError(.unsupported, "object-store vaults (s3:) are not supported by this build yet", path: location)
+        }
+        guard !location.isEmpty else { throw DiskVaultError(.usage, "no vault given (--vault or DISKVAULT_VAULT)") }
+        return LocalStorage(root: location)
+    }
+}
+
+/// A disk name: a single path component of letters, digits, '.', '_' and '-', not starting with '.'.
+public enum DiskName {
+    public static func validate(_ name: String) throws(DiskVaultError) {
+        let ok = !name.isEmpty && name.utf8.count <= 128 && !name.hasPrefix(".") && name.utf8.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2d
+        }
+        guard ok else {
+            throw DiskVaultError(.usage, "invalid disk name \"\(name)\": use letters, digits, '.', '_' and '-' (not starting with '.'), at most 128")
+        }
+    }
+}
+
+/// JSON as the vault writes it: sorted keys, pretty, one trailing newline.
+public enum JSON {
+    public static func encode<T: Encodable>(_ value: T, pretty: Bool = true) throws(DiskVaultError) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        do {
+            return Array(try encoder.encode(value)) + [0x0a]
+        } catch {
+            throw DiskVaultError(.io, "cannot encode JSON: \(error)")
+        }
+    }
+
+    public static func string<T: Encodable>(_ value: T, pretty: Bool = true) -> String {
+        (try? encode(value, pretty: pretty)).map { String(decoding: $0, as: UTF8.self) } ?? "{}\n"
+    }
+}
+
+/// Short text for a decoding error, without Foundation's long debug dump.
+func describe(_ error: Error) -> String {
+    switch error {
+    case DecodingError.keyNotFound(let key, _): return "missing field \"\(key.stringValue)\""
+    case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c):
+        return "wrong type at \(c.codingPath.map(\.stringValue).joined(separator: "."))"
+    case DecodingError.dataCorrupted(let c):
+        return c.codingPath.isEmpty ? "not valid JSON" : "bad value at \(c.codingPath.map(\.stringValue).joined(separator: "."))"
+    default: return "\(error)"
+    }
+}
+
+/// Times as the vault records them: UTC, ISO 8601, milliseconds.
+public enum Timestamp {
+    public static func format(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
+    public static func parse(_ text: String) -> Date? {
+        if let d = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return d }
+        if let d = try? Date.ISO8601FormatStyle().parse(text) { return d }
+        // A bare date means the end of that day, UTC.
+        if let d = try? Date.ISO8601FormatStyle().year().month().day().parse(text) { return d.addingTimeInterval(86_399) }
+        return nil
+    }
+}

@@ -1,0 +1,38 @@
+/// The narrow interface every vault access goes through: put-if-absent, get, head, list, delete.
+/// Keys are relative paths ("chunks/ab12/ab12…", "disks/web/points/ID/manifest.json"). The local directory is
+/// the default backend; an object store implements the same five verbs.
+public protocol VaultStorage: Sendable {
+    /// Where the vault lives, for messages.
+    var location: String { get }
+
+    /// Stores `parts` (concatenated) under `key` unless the key exists; returns false when it did.
+    /// An object appears whole or not at all. With `durable`, it is on stable storage when this returns;
+    /// otherwise only after the next `barrier()`.
+    func putIfAbsent(_ key: String, _ parts: [UnsafeRawBufferPointer], durable: Bool) throws(DiskVaultError) -> Bool
+
+    /// Stores `bytes` under `key`, replacing what was there, atomically and durably (small metadata only).
+    func replace(_ key: String, _ bytes: [UInt8]) throws(DiskVaultError)
+
+    /// The whole object, at most `limit` bytes (a larger one is an error, never an allocation).
+    func get(_ key: String, limit: Int) throws(DiskVaultError) -> [UInt8]
+
+    /// Reads the object into `buffer`; its length. An object larger than the buffer is corrupt.
+    func read(_ key: String, into buffer: UnsafeMutableRawBufferPointer) throws(DiskVaultError) -> Int
+
+    /// The object's size, or nil when it does not exist.
+    func head(_ key: String) throws(DiskVaultError) -> UInt64?
+
+    /// Names directly under `prefix` (a folder-like key ending without "/"): objects and sub-folders.
+    func list(_ prefix: String) throws(DiskVaultError) -> [String]
+
+    func delete(_ key: String) throws(DiskVaultError)
+
+    /// Makes every object put so far durable (one flush rather than one per object).
+    func barrier() throws(DiskVaultError)
+}
+
+extension VaultStorage {
+    public func putIfAbsent(_ key: String, _ bytes: [UInt8], durable: Bool) throws(DiskVaultError) -> Bool {
+        try bytes.withBytes { (b) throws(DiskVaultError) in try putIfAbsent(key, [b], durable: durable) }
+    }
+}

@@ -1,0 +1,149 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+internal import CLinux
+
+/// An open file, closed when the last reference goes away. Every call names the path in its errors.
+public final class FileDescriptor: @unchecked Sendable {
+    public let fd: Int32
+    public let path: String
+    private var closed = false
+
+    public init(adopting fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    /// Opens `path`. The corresponding C function is `open`.
+    public convenience init(path: String, flags: Int32, mode: UInt32 = 0o644, doing: String = "cannot open") throws(DiskVaultError) {
+        let fd = try sys("open", path: path, doing) { open(path, flags | O_CLOEXEC, mode) }
+        self.init(adopting: fd, path: path)
+    }
+
+    deinit {
+        if !closed { _ = Glibc.close(fd) }
+    }
+
+    /// Closes now, reporting a failure (a deferred write error can surface here).
+    public func close() throws(DiskVaultError) {
+        guard !closed else { return }
+        closed = true
+        if Glibc.close(fd) != 0 && errno != EINTR {
+            throw DiskVaultError.system("close", errno, path: path, doing: "cannot close")
+        }
+    }
+
+    public struct Status: Sendable {
+        public var size: UInt64
+        public var mode: UInt32
+        public var allocatedBytes: UInt64
+        public var isRegular: Bool { mode & S_IFMT == S_IFREG }
+        public var isBlockDevice: Bool { mode & S_IFMT == S_IFBLK }
+        public var isDirectory: Bool { mode & S_IFMT == S_IFDIR }
+    }
+
+    /// The corresponding C function is `fstat`.
+    public func status() throws(DiskVaultError) -> Status {
+        var st = stat()
+        _ = try sys("fstat", path: path, "cannot stat") { fstat(fd, &st) }
+        return Status(size: UInt64(st.st_size), mode: st.st_mode, allocatedBytes: UInt64(st.st_blocks) * 512)
+    }
+
+    /// Reads up to `count` bytes at `offset`, looping over short reads; fewer only at end of file.
+    /// The corresponding C function is `pread`.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(DiskVaultError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = try sys("pread", path: path, "cannot read") {
+                pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Reads from the current position (a pipe or standard input), filling the buffer unless end of input comes first.
+    /// The corresponding C function is `read`.
+    public func readSequential(into buffer: UnsafeMutableRawBufferPointer) throws(DiskVaultError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = try sys("read", path: path, "cannot read") {
+                Glibc.read(fd, buffer.baseAddress! + done, buffer.count - done)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Writes all of `buffer` at `offset`. The corresponding C function is `pwrite`.
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(DiskVaultError) {
+        var done = 0
+        while done < buffer.count {
+            let n = try sys("pwrite", path: path, "cannot write") {
+                pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            }
+            done += n
+        }
+    }
+
+    /// Writes all of each part in turn from the current position. The corresponding C function is `write`.
+    public func writeAll(_ parts: [UnsafeRawBufferPointer]) throws(DiskVaultError) {
+        for part in parts where part.count > 0 {
+            var done = 0
+            while done < part.count {
+                let n = try sys("write", path: path, "cannot write") {
+                    Glibc.write(fd, part.baseAddress! + done, part.count - done)
+                }
+                done += n
+            }
+        }
+    }
+
+    /// The corresponding C function is `ftruncate`.
+    public func truncate(to size: UInt64) throws(DiskVaultError) {
+        _ = try sys("ftruncate", path: path, "cannot set the size of") { ftruncate(fd, off_t(size)) }
+    }
+
+    /// The corresponding C function is `fsync`.
+    public func sync() throws(DiskVaultError) {
+        _ = try sys("fsync", path: path, "cannot sync") { fsync(fd) }
+    }
+
+    /// Flushes the whole file system that holds this file. The corresponding C function is `syncfs`.
+    public func syncFileSystem() throws(DiskVaultError) {
+        _ = try sys("syncfs", path: path, "cannot sync the file system of") { dv_syncfs(fd) }
+    }
+
+    /// Start of the next data region at or after `offset`, or nil when only a hole follows.
+    /// Throws `unsupported` where the file system cannot tell. The corresponding C call is `lseek(SEEK_DATA)`.
+    public func nextData(from offset: UInt64) throws(DiskVaultError) -> UInt64? {
+        switch retryingEINTR({ dv_seek_data(fd, off_t(offset)) }) {
+        case .success(let r): return UInt64(r)
+        case .failure(ENXIO): return nil
+        case .failure(let e) where e == EINVAL || e == EOPNOTSUPP:
+            throw DiskVaultError(.unsupported, "holes cannot be found", path: path)
+        case .failure(let e): throw DiskVaultError.system("lseek", e, path: path, doing: "cannot find data in")
+        }
+    }
+
+    /// Start of the next hole at or after `offset` (end of file counts as a hole). The corresponding C call is `lseek(SEEK_HOLE)`.
+    public func nextHole(from offset: UInt64) throws(DiskVaultError) -> UInt64 {
+        UInt64(try sys("lseek", path: path, "cannot find holes in") { dv_seek_hole(fd, off_t(offset)) })
+    }
+
+    /// A hint that the file is read front to back. The corresponding C function is `posix_fadvise`.
+    public func adviseSequential() {
+        _ = dv_fadvise_sequential(fd)
+    }
+
+    /// Size of a block device. The corresponding C call is `ioctl(BLKGETSIZE64)`.
+    public func blockDeviceSize() throws(DiskVaultError) -> UInt64 {
+        var size: UInt64 = 0
+        _ = try sys("ioctl", path: path, "cannot get the size of") {
+            dv_block_device_size(fd, &size)
+        }
+        return size
+    }
+}

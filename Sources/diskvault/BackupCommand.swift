@@ -1,0 +1,56 @@
+import ArgumentParser
+import DiskVault
+import Foundation
+
+struct BackupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Back up a raw disk image (file, block device, or - for standard input) as a new recovery point."
+    )
+
+    @Argument(help: "The image: a file, a block device, or - for standard input.")
+    var image: String
+
+    @OptionGroup var vaultOptions: VaultOptions
+
+    @Option(name: .long, help: "Name of the protected disk (letters, digits, '.', '_', '-').")
+    var disk: String
+
+    @Option(name: .long, help: "Keep this point until the date (YYYY-MM-DD or ISO 8601), whatever the policy.")
+    var retainUntil: String?
+
+    @OptionGroup var threads: ThreadOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        try DiskName.validate(disk)
+        var options = BackupOptions(disk: disk)
+        if let retainUntil {
+            guard let date = Timestamp.parse(retainUntil) else {
+                throw DiskVaultError(.usage, "cannot read --retain-until \"\(retainUntil)\" (use YYYY-MM-DD or ISO 8601)")
+            }
+            guard date > Date() else { throw DiskVaultError(.usage, "--retain-until \(retainUntil) is in the past") }
+            options.retainUntil = date
+        }
+        options.threads = try threads.count()
+        let vault = try vaultOptions.open()
+        let source = try ImageSource.open(image)
+        let backup = Backup(vault: vault, source: source, options: options)
+        let progress = TerminalProgress.make("backup \(disk)")
+        backup.observer = progress
+        let manifest = try backup.run()
+        progress?.finish()
+        if output.json {
+            printJSON(manifest)
+            return
+        }
+        let s = manifest.stats
+        print("""
+            recovery point \(manifest.id) of disk \(manifest.disk)
+              source   \(manifest.source.path) (\(manifest.source.kind), \(ByteCount.format(manifest.source.size)))
+              read     \(ByteCount.format(s.readBytes)) in \(seconds(s.seconds)) (\(rate(manifest.source.size, s.seconds))), holes skipped \(ByteCount.format(s.holeBytes))
+              chunks   \(s.chunks): \(s.newChunks) new, \(s.reusedChunks) already in the vault, \(s.zeroChunks) zero
+              stored   \(ByteCount.format(s.storedBytes)) for \(ByteCount.format(s.newBytes)) of new data (\(s.compressedChunks) chunks compressed)
+            """)
+    }
+}

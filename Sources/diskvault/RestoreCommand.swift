@@ -1,0 +1,48 @@
+import ArgumentParser
+import DiskVault
+
+struct RestoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore a whole disk from a recovery point (there is no file-level restore).",
+        discussion: "The disk is written beside the target, checked chunk by chunk, synced, and only then renamed into place."
+    )
+
+    @OptionGroup var vaultOptions: VaultOptions
+
+    @Option(name: .long, help: "The protected disk.")
+    var disk: String
+
+    @Option(name: .long, help: "Point id, or latest.")
+    var point: String = "latest"
+
+    @Option(name: .long, help: "Path of the disk image to write.")
+    var target: String
+
+    @Flag(name: .long, help: "Restore over an existing image at the target.")
+    var replace = false
+
+    @OptionGroup var threads: ThreadOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        try DiskName.validate(disk)
+        let vault = try vaultOptions.open()
+        var options = RestoreOptions(disk: disk, point: point, target: target)
+        options.replace = replace
+        options.threads = try threads.count()
+        let restore = Restore(vault: vault, options: options)
+        let progress = TerminalProgress.make("restore \(disk)")
+        restore.observer = progress
+        let result = try restore.run()
+        progress?.finish()
+        if output.json {
+            printJSON(result)
+            return
+        }
+        print("""
+            restored disk \(result.disk) point \(result.point) to \(result.target)
+              size     \(ByteCount.format(result.size)) in \(seconds(result.seconds)) (\(rate(result.size, result.seconds))), \(ByteCount.format(result.holeBytes)) left as holes
+            """)
+    }
+}

@@ -1,0 +1,42 @@
+import ArgumentParser
+import DiskVault
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Read every chunk the points need and check it; exit 1 when any is missing or damaged."
+    )
+
+    @OptionGroup var vaultOptions: VaultOptions
+
+    @Option(name: .long, help: "Only this disk's points.")
+    var disk: String?
+
+    @Option(name: .long, help: "Only this point (needs --disk).")
+    var point: String?
+
+    @OptionGroup var threads: ThreadOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        if let disk { try DiskName.validate(disk) }
+        let vault = try vaultOptions.open()
+        var options = VerifyOptions(disk: disk, point: point)
+        options.threads = try threads.count()
+        let verify = Verify(vault: vault, options: options)
+        let progress = TerminalProgress.make("verify")
+        verify.observer = progress
+        let report = try verify.run()
+        progress?.finish()
+        if output.json {
+            printJSON(report)
+        } else {
+            for problem in report.problems {
+                let who = problem.points.joined(separator: ", ")
+                print("\(problem.kind.uppercased()): \(problem.message)\n  needed by: \(who)")
+            }
+            print("checked \(report.points.count) points, \(report.chunksChecked) chunks, \(ByteCount.format(report.bytesChecked)) in \(seconds(report.seconds)): \(report.ok ? "ok" : "\(report.problems.count) problems")")
+        }
+        if !report.ok { throw CommandFailed(status: 1) }
+    }
+}
