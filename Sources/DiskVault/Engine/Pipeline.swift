@@ -75,11 +75,15 @@ final class PipelineState<Item, Output>: @unchecked Sendable {
 
     func push(_ sequence: Int, _ item: Item) throws {
         lock.lock()
-        defer { lock.unlock() }
         while queue.count - head >= depth && firstError == nil { lock.wait() }
-        if firstError != nil { throw PipelineCancelled() }
+        if firstError != nil {
+            lock.unlock()
+            discard(item)
+            throw PipelineCancelled()
+        }
         queue.append((sequence, item))
         lock.broadcast()
+        lock.unlock()
     }
 
     func finishProducing() {

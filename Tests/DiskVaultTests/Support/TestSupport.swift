@@ -1,0 +1,179 @@
+import Foundation
+import XCTest
+
+/// A scratch directory, removed when the test ends.
+final class Scratch {
+    let path: String
+
+    init(_ test: XCTestCase) throws {
+        let base = ProcessInfo.processInfo.environment["DISKVAULT_TEST_TMP"] ?? NSTemporaryDirectory()
+        path = "\(base)/dv-test-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        // World-readable so a test can run the tool as another user.
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+        let p = path
+        test.addTeardownBlock { try? FileManager.default.removeItem(atPath: p) }
+    }
+
+    func file(_ name: String) -> String { "\(path)/\(name)" }
+}
+
+struct RunResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var output: String { stdout + stderr }
+
+    /// stdout parsed as one JSON object.
+    func json() throws -> [String: Any] {
+        guard let object = try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any] else {
+            throw NSError(domain: "test", code: 1, userInfo: [NSLocalizedDescriptionKey: "not a JSON object: \(stdout)"])
+        }
+        return object
+    }
+}
+
+enum Tool {
+    /// The diskvault executable built beside the test bundle.
+    static let diskvault: String = {
+        if let explicit = ProcessInfo.processInfo.environment["DISKVAULT_BIN"] { return explicit }
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+        for candidate in ["\(dir)/diskvault", "\(dir)/../diskvault", FileManager.default.currentDirectoryPath + "/.build/debug/diskvault"]
+        where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        return "diskvault"
+    }()
+
+    /// Runs a program to completion. `stdinPath` feeds standard input from a file.
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String], stdinPath: String? = nil, environment: [String: String] = [:]) throws -> RunResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : try which(executable))
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "DISKVAULT_VAULT")
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        if let stdinPath {
+            process.standardInput = FileHandle(forReadingAtPath: stdinPath)
+        } else {
+            process.standardInput = FileHandle.nullDevice
+        }
+        try process.run()
+        // Drain both pipes concurrently so neither fills up.
+        let errData = LockedData()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            errData.set(err.fileHandleForReading.readDataToEndOfFile())
+            group.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return RunResult(
+            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData.get(), as: UTF8.self))
+    }
+
+    /// Runs diskvault.
+    @discardableResult
+    static func dv(_ arguments: String..., stdinPath: String? = nil, environment: [String: String] = [:]) throws -> RunResult {
+        try run(diskvault, arguments, stdinPath: stdinPath, environment: environment)
+    }
+
+    /// Runs a shell command line and fails the test when it fails.
+    @discardableResult
+    static func sh(_ command: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let r = try run("/bin/bash", ["-c", "set -euo pipefail; " + command])
+        guard r.status == 0 else {
+            XCTFail("command failed (\(r.status)): \(command)\n\(r.output)", file: file, line: line)
+            throw NSError(domain: "test", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: r.output])
+        }
+        return r.stdout
+    }
+
+    static func which(_ name: String) throws -> String {
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map(String.init)
+        for dir in path + ["/usr/sbin", "/sbin"] {
+            let p = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        throw XCTSkip("\(name) is not installed (scripts/test installs it)")
+    }
+
+    /// Skips the test, naming the package, when a real tool it needs is absent.
+    static func require(_ names: String...) throws {
+        for n in names { _ = try which(n) }
+    }
+}
+
+final class LockedData: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func set(_ d: Data) { lock.lock(); data = d; lock.unlock() }
+    func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
+}
+
+/// Real images made by real tools, small enough for tests.
+enum Images {
+    static let passphrase = "correct horse battery staple"
+
+    /// An ext4 file system of `megabytes` MiB holding real files (copied from /usr/share/doc and /usr/lib).
+    static func ext4(_ path: String, megabytes: Int, scratch: Scratch) throws {
+        try Tool.require("mkfs.ext4")
+        let tree = scratch.file("tree-\(UUID().uuidString.prefix(6))")
+        let budget = megabytes * 1024 * 6 / 10
+        // Copy real files up to about 60% of the file system: text (compressible) and binaries.
+        try Tool.sh("""
+            mkdir -p \(tree)/doc \(tree)/lib
+            total=0
+            for f in $(find /usr/share/doc /usr/lib/x86_64-linux-gnu -maxdepth 2 -type f -size -2M 2>/dev/null | sort | head -4000); do
+              s=$(( $(stat -c %s "$f") / 1024 + 1 ))
+              [ $((total + s)) -gt \(budget) ] && break
+              cp "$f" \(tree)/$( [ "${f#/usr/share/doc}" != "$f" ] && echo doc || echo lib )/$(echo "$f" | tr / _) 2>/dev/null || true
+              total=$((total + s))
+            done
+            mkfs.ext4 -q -F -d \(tree) \(path) \(megabytes)M
+            rm -rf \(tree)
+            """)
+    }
+
+    /// A LUKS1 image made by qemu-img from a plain image, with real encrypted data.
+    static func luks1(from plain: String, to path: String) throws {
+        try Tool.require("qemu-img")
+        try Tool.sh("qemu-img convert -O luks --object secret,id=sec0,data='\(passphrase)' -o key-secret=sec0,iter-time=100 \(plain) \(path)")
+    }
+
+    /// Writes `pattern` through the LUKS layer with qemu-io: real ciphertext changes.
+    static func luksWrite(_ path: String, pattern: UInt8, offset: String, length: String) throws {
+        try Tool.require("qemu-io")
+        try Tool.sh("qemu-io --object secret,id=sec0,data='\(passphrase)' --image-opts driver=luks,key-secret=sec0,file.filename=\(path) -c 'write -P \(pattern) \(offset) \(length)' >/dev/null")
+    }
+
+    /// Decrypts a LUKS image with qemu-img to a raw file.
+    static func luksDecrypt(_ path: String, to out: String) throws {
+        try Tool.sh("qemu-img convert --object secret,id=sec0,data='\(passphrase)' --image-opts driver=luks,key-secret=sec0,file.filename=\(path) -O raw \(out)")
+    }
+}
+
+func fileBytesEqual(_ a: String, _ b: String) throws -> Bool {
+    let r = try Tool.run("/usr/bin/cmp", ["-s", a, b])
+    return r.status == 0
+}
+
+/// Bytes allocated on disk for a file (st_blocks × 512).
+func allocatedBytes(_ path: String) throws -> UInt64 {
+    var st = stat()
+    guard stat(path, &st) == 0 else { throw NSError(domain: "test", code: 2, userInfo: [NSLocalizedDescriptionKey: "stat \(path)"]) }
+    return UInt64(st.st_blocks) * 512
+}
+
+/// A regular file's tree under a directory, for checking that a failed command wrote nothing.
+func treeListing(_ path: String) -> [String] {
+    (FileManager.default.enumerator(atPath: path)?.allObjects as? [String] ?? []).sorted()
+}

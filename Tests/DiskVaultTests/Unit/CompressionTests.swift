@@ -1,0 +1,65 @@
+import DiskVault
+import XCTest
+
+final class CompressionTests: XCTestCase {
+    func testCRC32KnownAnswer() {
+        XCTAssertEqual(CRC32.checksum(Array("123456789".utf8)), 0xCBF4_3926)
+        XCTAssertEqual(CRC32.checksum([UInt8]()), 0)
+    }
+
+    func testDeflateInflateRoundTrip() {
+        let text = Array(String(repeating: "the quick brown fox jumps over the lazy dog\n", count: 5000).utf8)
+        let out = ByteBuffer(capacity: ZlibDeflater.bound(text.count))
+        let n = text.withUnsafeBytes { ZlibDeflater().compress($0, into: out.storage) }
+        XCTAssertNotNil(n)
+        XCTAssertLessThan(n!, text.count / 10)
+        // The zlib format: CMF 0x78.
+        XCTAssertEqual(out.storage[0], 0x78)
+        let back = ByteBuffer(capacity: text.count)
+        let m = ZlibInflater().decompress(out.prefix(n!), into: back.storage)
+        XCTAssertEqual(m, text.count)
+        XCTAssertEqual(Array(back.prefix(text.count)), text)
+    }
+
+    func testDeflateIntoTooSmallBufferSaysItDidNotPay() {
+        var g = SystemRandomNumberGenerator()
+        let random = (0..<65536).map { _ in UInt8.random(in: 0...255, using: &g) }
+        let out = ByteBuffer(capacity: 60000)
+        XCTAssertNil(random.withUnsafeBytes { ZlibDeflater().compress($0, into: out.storage) })
+    }
+
+    func testInflateRejectsDamageAndOverflow() {
+        let text = Array(String(repeating: "abcdefgh", count: 4096).utf8)
+        let out = ByteBuffer(capacity: ZlibDeflater.bound(text.count))
+        let n = text.withUnsafeBytes { ZlibDeflater().compress($0, into: out.storage) }!
+        let inflater = ZlibInflater()
+        // Output smaller than the data: refused, not overrun.
+        XCTAssertNil(inflater.decompress(out.prefix(n), into: ByteBuffer(capacity: 100).storage))
+        // Truncated stream.
+        XCTAssertNil(inflater.decompress(out.prefix(n / 2), into: ByteBuffer(capacity: text.count).storage))
+        // Garbage.
+        let junk: [UInt8] = [0x78, 0x01, 0xff, 0xff, 0xff, 0xff]
+        XCTAssertNil(junk.withUnsafeBytes { inflater.decompress($0, into: ByteBuffer(capacity: 100).storage) })
+    }
+
+    func testProbeTellsCiphertextFromText() {
+        var g = SystemRandomNumberGenerator()
+        let random = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &g) }
+        let text = Array(String(repeating: "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n", count: 20000).utf8)
+        random.withUnsafeBytes { XCTAssertFalse(CompressibilityProbe.worthTrying($0)) }
+        text.withUnsafeBytes { XCTAssertTrue(CompressibilityProbe.worthTrying($0)) }
+        random.withUnsafeBytes { XCTAssertGreaterThan(CompressibilityProbe.entropy($0), 7.9) }
+    }
+
+    func testAllZeroDetection() {
+        let zeros = ByteBuffer(capacity: 4099)
+        zeros.storage.initializeMemory(as: UInt8.self, repeating: 0)
+        XCTAssertTrue(isAllZero(zeros.prefix(4099)))
+        for position in [0, 7, 8, 31, 32, 4095, 4098] {
+            zeros.storage[position] = 1
+            XCTAssertFalse(isAllZero(zeros.prefix(4099)), "byte \(position)")
+            zeros.storage[position] = 0
+        }
+        XCTAssertTrue(isAllZero(zeros.prefix(0)))
+    }
+}

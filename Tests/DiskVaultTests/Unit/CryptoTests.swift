@@ -1,0 +1,46 @@
+import DiskVault
+import XCTest
+
+final class CryptoTests: XCTestCase {
+    // FIPS 180-2 examples.
+    func testSHA256KnownAnswers() {
+        XCTAssertEqual(SHA256.digest(Array("abc".utf8)).hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(SHA256.digest([UInt8]()).hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(
+            SHA256.digest(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)).hex,
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    }
+
+    func testSHA256IncrementalMatchesOneShot() {
+        let data = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let hasher = SHA256()
+        hasher.update(Array(data[..<777]))
+        hasher.update(Array(data[777...]))
+        XCTAssertEqual(hasher.finalize(), SHA256.digest(data))
+        // A finalized hasher starts over.
+        hasher.update(Array("abc".utf8))
+        XCTAssertEqual(hasher.finalize().hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
+    // RFC 4231 test cases 1 and 2.
+    func testHMACSHA256KnownAnswers() {
+        let key1 = [UInt8](repeating: 0x0b, count: 20)
+        XCTAssertEqual(
+            HMACSHA256.authenticationCode(key: key1, message: Array("Hi There".utf8)).hex,
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+        XCTAssertEqual(
+            HMACSHA256.authenticationCode(key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8)).hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    }
+
+    func testDigestHexRoundTripAndOrdering() {
+        let d = SHA256.digest(Array("abc".utf8))
+        XCTAssertEqual(Digest256(hex: d.hex), d)
+        XCTAssertEqual(Digest256(hex: d.hex.uppercased()), d)
+        XCTAssertNil(Digest256(hex: "xyz"))
+        XCTAssertNil(Digest256(hex: String(repeating: "g", count: 64)))
+        XCTAssertTrue(Digest256.zero < d)
+        XCTAssertTrue(Digest256.zero.isZero)
+        XCTAssertFalse(d.isZero)
+    }
+}
