@@ -15,6 +15,10 @@ enum Terminal {
         FileHandle.standardError.write(Data("diskvault: error: \(message)\n".utf8))
     }
 
+    static func raw(_ text: String) {
+        FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+    }
+
     static func warning(_ message: String) {
         FileHandle.standardError.write(Data("diskvault: warning: \(message)\n".utf8))
     }

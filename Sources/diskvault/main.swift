@@ -19,9 +19,7 @@ do {
         print(DiskVaultCommand.fullMessage(for: error))
         exit(0)
     }
-    Terminal.error(DiskVaultCommand.fullMessage(for: error))
-    if DiskVaultCommand.fullMessage(for: error).contains("Usage:") == false {
-        Terminal.error("See 'diskvault --help'.")
-    }
+    // Argument errors: the parser's own message and usage, exit 2.
+    Terminal.raw(DiskVaultCommand.fullMessage(for: error))
     exit(code == .failure ? 1 : 2)
 }

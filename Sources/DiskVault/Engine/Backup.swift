@@ -45,6 +45,16 @@ public final class Backup {
     }
 
     public func run() throws(DiskVaultError) -> Manifest {
+        do {
+            return try perform()
+        } catch where error.code == .noSpace {
+            throw DiskVaultError(
+                .noSpace, "backup stopped, no recovery point was written: no space left in the vault",
+                path: vault.location, cause: error.cause)
+        }
+    }
+
+    private func perform() throws(DiskVaultError) -> Manifest {
         try DiskName.validate(options.disk)
         let started = Date()
         let chunkSize = vault.config.chunkSize

@@ -1,5 +1,7 @@
 /// A fixed-size, aligned, uninitialised byte buffer owned by one holder at a time; freed in `deinit`.
 /// Chunk data lives in these so that a backup or restore allocates a bounded set once, not per chunk.
+/// The pointers it hands out are valid only while the buffer is referenced: hold it (a pool, a codec, a
+/// worker's closure) for as long as they are used.
 public final class ByteBuffer: @unchecked Sendable {
     public let storage: UnsafeMutableRawBufferPointer
     public var capacity: Int { storage.count }

@@ -62,7 +62,7 @@ public struct DiskVaultError: Error, CustomStringConvertible, Sendable {
         var text = message
         if let path { text += ": \(path)" }
         if let cause {
-            text += code == .noSpace ? " (no space left: \(cause))" : " (\(cause))"
+            text += " (\(cause))"
         }
         return text
     }

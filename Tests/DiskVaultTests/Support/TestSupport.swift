@@ -61,7 +61,8 @@ enum Tool {
         if let stdinPath {
             process.standardInput = FileHandle(forReadingAtPath: stdinPath)
         } else {
-            process.standardInput = FileHandle.nullDevice
+            // A fresh handle each time: corelibs Foundation closes FileHandle.nullDevice after a run.
+            process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
         }
         try process.run()
         // Drain both pipes concurrently so neither fills up.
@@ -80,6 +81,18 @@ enum Tool {
             stderr: String(decoding: errData.get(), as: UTF8.self))
     }
 
+    /// Starts diskvault in the background with its output discarded.
+    static func start(_ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: diskvault)
+        process.arguments = arguments
+        process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        return process
+    }
+
     /// Runs diskvault.
     @discardableResult
     static func dv(_ arguments: String..., stdinPath: String? = nil, environment: [String: String] = [:]) throws -> RunResult {
@@ -89,7 +102,7 @@ enum Tool {
     /// Runs a shell command line and fails the test when it fails.
     @discardableResult
     static func sh(_ command: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let r = try run("/bin/bash", ["-c", "set -euo pipefail; " + command])
+        let r = try run("/bin/bash", ["-c", "set -eu; " + command])
         guard r.status == 0 else {
             XCTFail("command failed (\(r.status)): \(command)\n\(r.output)", file: file, line: line)
             throw NSError(domain: "test", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: r.output])

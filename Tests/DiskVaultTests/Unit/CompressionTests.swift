@@ -16,16 +16,20 @@ final class CompressionTests: XCTestCase {
         // The zlib format: CMF 0x78.
         XCTAssertEqual(out.storage[0], 0x78)
         let back = ByteBuffer(capacity: text.count)
-        let m = ZlibInflater().decompress(out.prefix(n!), into: back.storage)
-        XCTAssertEqual(m, text.count)
-        XCTAssertEqual(Array(back.prefix(text.count)), text)
+        withExtendedLifetime((out, back)) {
+            let m = ZlibInflater().decompress(out.prefix(n!), into: back.storage)
+            XCTAssertEqual(m, text.count)
+            XCTAssertEqual(Array(back.prefix(text.count)), text)
+        }
     }
 
     func testDeflateIntoTooSmallBufferSaysItDidNotPay() {
         var g = SystemRandomNumberGenerator()
         let random = (0..<65536).map { _ in UInt8.random(in: 0...255, using: &g) }
         let out = ByteBuffer(capacity: 60000)
-        XCTAssertNil(random.withUnsafeBytes { ZlibDeflater().compress($0, into: out.storage) })
+        withExtendedLifetime(out) {
+            XCTAssertNil(random.withUnsafeBytes { ZlibDeflater().compress($0, into: out.storage) })
+        }
     }
 
     func testInflateRejectsDamageAndOverflow() {
@@ -33,13 +37,16 @@ final class CompressionTests: XCTestCase {
         let out = ByteBuffer(capacity: ZlibDeflater.bound(text.count))
         let n = text.withUnsafeBytes { ZlibDeflater().compress($0, into: out.storage) }!
         let inflater = ZlibInflater()
-        // Output smaller than the data: refused, not overrun.
-        XCTAssertNil(inflater.decompress(out.prefix(n), into: ByteBuffer(capacity: 100).storage))
-        // Truncated stream.
-        XCTAssertNil(inflater.decompress(out.prefix(n / 2), into: ByteBuffer(capacity: text.count).storage))
-        // Garbage.
-        let junk: [UInt8] = [0x78, 0x01, 0xff, 0xff, 0xff, 0xff]
-        XCTAssertNil(junk.withUnsafeBytes { inflater.decompress($0, into: ByteBuffer(capacity: 100).storage) })
+        let small = ByteBuffer(capacity: 100), large = ByteBuffer(capacity: text.count)
+        withExtendedLifetime((out, small, large)) {
+            // Output smaller than the data: refused, not overrun.
+            XCTAssertNil(inflater.decompress(out.prefix(n), into: small.storage))
+            // Truncated stream.
+            XCTAssertNil(inflater.decompress(out.prefix(n / 2), into: large.storage))
+            // Garbage.
+            let junk: [UInt8] = [0x78, 0x01, 0xff, 0xff, 0xff, 0xff]
+            XCTAssertNil(junk.withUnsafeBytes { inflater.decompress($0, into: small.storage) })
+        }
     }
 
     func testProbeTellsCiphertextFromText() {
