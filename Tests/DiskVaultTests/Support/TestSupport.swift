@@ -159,7 +159,13 @@ enum Images {
     /// A LUKS1 image made by qemu-img from a plain image, with real encrypted data.
     static func luks1(from plain: String, to path: String) throws {
         try Tool.require("qemu-img")
-        try Tool.sh("qemu-img convert -O luks --object secret,id=sec0,data='\(passphrase)' -o key-secret=sec0,iter-time=100 \(plain) \(path)")
+        // qemu-img's key-slot timing fails now and then ("Unable to get accurate CPU usage"): try again.
+        try Tool.sh("""
+            for try in 1 2 3 4 5 6; do
+              qemu-img convert -O luks --object secret,id=sec0,data='\(passphrase)' -o key-secret=sec0,iter-time=100 \(plain) \(path) 2>/dev/null && exit 0
+            done
+            echo "qemu-img failed six times to make a LUKS image" >&2; exit 1
+            """)
     }
 
     /// Writes `pattern` through the LUKS layer with qemu-io: real ciphertext changes.
