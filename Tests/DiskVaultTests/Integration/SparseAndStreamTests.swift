@@ -74,4 +74,22 @@ final class SparseAndStreamTests: XCTestCase {
             XCTAssertTrue(try fileBytesEqual(s.file("\(name).img"), s.file("\(name).out")))
         }
     }
+
+    func testBackupOfABlockDeviceEqualsBackupOfItsFile() throws {
+        try Tool.require("losetup")
+        let s = try Scratch(self)
+        let image = s.file("disk.img"), vault = s.file("vault")
+        try Tool.sh("head -c 6M /dev/urandom > \(image); head -c 2M /dev/zero >> \(image)")
+        let attach = try Tool.run("/bin/bash", ["-c", "losetup -f --show \(image)"])
+        guard attach.status == 0 else { throw XCTSkip("no loop devices here: \(attach.output)") }
+        let device = attach.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        addTeardownBlock { _ = try? Tool.run("/bin/bash", ["-c", "losetup -d \(device)"]) }
+        XCTAssertEqual(try Tool.dv("vault", "init", vault).status, 0)
+        let file = try Tool.dv("backup", image, "--vault", vault, "--disk", "f", "--json")
+        let dev = try Tool.dv("backup", device, "--vault", vault, "--disk", "b", "--json")
+        XCTAssertEqual(dev.status, 0, dev.output)
+        XCTAssertEqual((try dev.json()["source"] as? [String: Any])?["kind"] as? String, "block-device")
+        XCTAssertEqual((try dev.json()["source"] as? [String: Any])?["size"] as? Int, 8 << 20)
+        XCTAssertEqual(try file.json()["indexDigest"] as? String, try dev.json()["indexDigest"] as? String)
+    }
 }
