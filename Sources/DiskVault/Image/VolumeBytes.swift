@@ -38,4 +38,10 @@ public struct VolumeBytes: Sendable {
     public func corrupt(_ error: ByteReader.OutOfBounds) -> DiskVaultError {
         DiskVaultError(.corrupt, error.description, path: image)
     }
+
+    /// A parser's error from a block that mixes field reads and its own checks.
+    func corrupt(any error: any Error) -> DiskVaultError {
+        if let e = error as? ByteReader.OutOfBounds { return corrupt(e) }
+        return asDiskVaultError(error)
+    }
 }

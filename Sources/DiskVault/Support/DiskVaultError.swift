@@ -70,3 +70,8 @@ public struct DiskVaultError: Error, CustomStringConvertible, Sendable {
     /// Exit status for the command line: 2 for usage, 1 for everything else.
     public var exitStatus: Int32 { code == .usage ? 2 : 1 }
 }
+
+/// An error from an untyped context as a `DiskVaultError` (already one, or wrapped).
+func asDiskVaultError(_ error: any Error) -> DiskVaultError {
+    (error as? DiskVaultError) ?? DiskVaultError(.io, "\(error)")
+}
