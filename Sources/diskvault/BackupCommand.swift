@@ -19,6 +19,9 @@ struct BackupCommand: ParsableCommand {
     @Option(name: .long, help: "Keep this point until the date (YYYY-MM-DD or ISO 8601), whatever the policy.")
     var retainUntil: String?
 
+    @Option(name: .long, help: "Treat volumes without a header as encrypted (dm-crypt plain, detached LUKS header): disk, all, or partition numbers (1,3).")
+    var declareEncrypted: String?
+
     @OptionGroup var threads: ThreadOptions
     @OptionGroup var output: OutputOptions
 
@@ -33,6 +36,7 @@ struct BackupCommand: ParsableCommand {
             options.retainUntil = date
         }
         options.threads = try threads.count()
+        if let declareEncrypted { options.declared = try LayoutReader.Declaration(parsing: declareEncrypted) }
         let vault = try vaultOptions.open()
         let source = try ImageSource.open(image)
         let backup = Backup(vault: vault, source: source, options: options)
@@ -52,5 +56,12 @@ struct BackupCommand: ParsableCommand {
               chunks   \(s.chunks): \(s.newChunks) new, \(s.reusedChunks) already in the vault, \(s.zeroChunks) zero
               stored   \(ByteCount.format(s.storedBytes)) for \(ByteCount.format(s.newBytes)) of new data (\(s.compressedChunks) chunks compressed)
             """)
+        if let layout = manifest.layout {
+            for v in layout.volumes where v.encryption.isEncrypted {
+                print("  \(v.number == 0 ? "disk" : "volume \(v.number)")  \(summary(v.encryption))")
+            }
+            for w in layout.warnings + layout.volumes.flatMap({ $0.encryption.warnings ?? [] }) { Terminal.warning(w) }
+        }
+        for change in manifest.layoutChanges ?? [] { print("  changed  \(change)") }
     }
 }

@@ -35,14 +35,18 @@ struct PointsCommand: ParsableCommand {
             print("no recovery points\(disk.map { " for disk \($0)" } ?? "")")
             return
         }
-        let header = ["DISK", "POINT", "CREATED", "SIZE", "NEW", "STORED", "RETAIN UNTIL"]
+        let header = ["DISK", "POINT", "CREATED", "SIZE", "NEW", "STORED", "RETAIN UNTIL", "ENCRYPTION"]
         let rows = all.map { p -> [String] in
             let m = p.manifest
             return [m.disk, m.id, String(m.created.prefix(19)).replacingOccurrences(of: "T", with: " "),
                     ByteCount.format(m.source.size), ByteCount.format(m.stats.newBytes),
-                    ByteCount.format(m.stats.storedBytes), m.retainUntil.map { String($0.prefix(10)) } ?? "-"]
+                    ByteCount.format(m.stats.storedBytes), m.retainUntil.map { String($0.prefix(10)) } ?? "-",
+                    encryptionSummary(m) + (m.layoutChanges == nil ? "" : " (changed)")]
         }
         printTable(header, rows)
+        for p in all {
+            for change in p.manifest.layoutChanges ?? [] { print("\(p.disk)@\(p.id): \(change)") }
+        }
     }
 }
 
@@ -55,4 +59,11 @@ func printTable(_ header: [String], _ rows: [[String]]) {
     }
     print(line(header))
     for row in rows { print(line(row)) }
+}
+
+/// "luks1", "gpt: luks2, bitlocker", "none", or "unknown (stream)".
+func encryptionSummary(_ m: Manifest) -> String {
+    guard let layout = m.layout else { return "unknown (stream)" }
+    let formats = layout.volumes.map(\.encryption.format).filter { $0 != "none" }
+    return formats.isEmpty ? "none" : formats.joined(separator: ",")
 }

@@ -9,6 +9,8 @@ public struct BackupOptions: Sendable {
     public var policy: String?
     public var threads = defaultThreadCount()
     public var now = Date()
+    /// Volumes to treat as encrypted though they have no header.
+    public var declared = LayoutReader.Declaration()
 
     public init(disk: String, retainUntil: Date? = nil) {
         self.disk = disk
@@ -36,7 +38,7 @@ public final class Backup {
 
     enum Item {
         case hole(Int)
-        case data(ByteBuffer, Int, readBytes: Int)
+        case data(ByteBuffer, Int, readBytes: Int, mayCompress: Bool)
     }
 
     enum Output {
@@ -59,6 +61,12 @@ public final class Backup {
         let started = Date()
         let chunkSize = vault.config.chunkSize
         let previous = try vault.points(disk: options.disk).last
+        // The layout, read without keys before any data: it says which regions are ciphertext.
+        var layout: DiskLayout? = nil
+        if let size = source.size {
+            layout = try LayoutReader.read(file: source.file, image: source.path, size: size, declared: options.declared, strict: false)
+        }
+        let ciphertext = layout?.encryptedRanges ?? []
         // Digests known to be in the vault: the previous point's, then every chunk this run stores or finds.
         var known = Set<Digest256>()
         if let previous {
@@ -83,14 +91,14 @@ public final class Backup {
         do {
             try Pipeline.run(
                 workers: workers, depth: depth,
-                produce: { emit in try self.read(chunkSize: chunkSize, pool: pool, emit: emit) },
+                produce: { emit in try self.read(chunkSize: chunkSize, pool: pool, ciphertext: ciphertext, emit: emit) },
                 makeWorker: {
                     let codec = BlobCodec(chunkSize: chunkSize)
                     return { (item: Item) throws(DiskVaultError) -> Output in
                         switch item {
                         case .hole(let n):
                             return .zero(length: n, hole: n)
-                        case .data(let buffer, let n, let readBytes):
+                        case .data(let buffer, let n, let readBytes, let mayCompress):
                             defer { pool.give(buffer) }
                             let bytes = buffer.prefix(n)
                             if isAllZero(bytes) { return .zero(length: n, hole: n - readBytes) }
@@ -100,7 +108,7 @@ public final class Backup {
                             }
                             var outcome: ChunkStore.StoreOutcome? = nil
                             if try !chunks.contains(digest) {
-                                outcome = try chunks.store(bytes, digest: digest, mayCompress: true, codec: codec)
+                                outcome = try chunks.store(bytes, digest: digest, mayCompress: mayCompress, codec: codec)
                                 if outcome?.written == false { outcome = nil }
                             }
                             present.withLock { _ = $0.insert(digest) }
@@ -134,7 +142,7 @@ public final class Backup {
                     stats.chunks += 1
                     observer?.progress(done: imageSize, total: total)
                 },
-                discard: { item in if case .data(let buffer, _, _) = item { pool.give(buffer) } })
+                discard: { item in if case .data(let buffer, _, _, _) = item { pool.give(buffer) } })
         } catch let error as DiskVaultError {
             throw error
         } catch {
@@ -156,7 +164,8 @@ public final class Backup {
             trigger: options.trigger,
             policy: options.policy,
             source: .init(path: source.path, kind: source.kind.rawValue, size: imageSize, sectorSize: source.sectorSize),
-            layout: nil,
+            layout: layout,
+            layoutChanges: layoutChanges(layout, previous: previous),
             keyBackup: nil,
             chunkSize: chunkSize,
             chunkCount: index.count,
@@ -166,8 +175,22 @@ public final class Backup {
         return manifest
     }
 
-    /// The producer: one item per chunk, in order. Holes are never read.
-    private func read(chunkSize: Int, pool: BufferPool, emit: (Item) throws -> Void) throws {
+    func layoutChanges(_ layout: DiskLayout?, previous: RecoveryPoint?) -> [String]? {
+        guard let previous else { return nil }
+        switch (previous.manifest.layout, layout) {
+        case (let before?, let now?):
+            let changes = now.changes(since: before)
+            return changes.isEmpty ? nil : changes
+        case (nil, let now?) where now.volumes.contains { $0.encryption.isEncrypted }:
+            return ["layout first read at this point (the previous point was a stream)"]
+        default:
+            return nil
+        }
+    }
+
+    /// The producer: one item per chunk, in order. Holes are never read. A chunk wholly inside a region
+    /// known to be ciphertext is marked so that nothing tries to compress it.
+    private func read(chunkSize: Int, pool: BufferPool, ciphertext: [Range<UInt64>], emit: (Item) throws -> Void) throws {
         let file = source.file
         guard let size = source.size else {
             while true {
@@ -183,7 +206,7 @@ public final class Backup {
                     pool.give(buffer)
                     return
                 }
-                try emit(.data(buffer, n, readBytes: n))
+                try emit(.data(buffer, n, readBytes: n, mayCompress: true))
                 if n < chunkSize { return }
             }
         }
@@ -217,7 +240,9 @@ public final class Backup {
                 pool.give(buffer)
                 throw error
             }
-            try emit(.data(buffer, length, readBytes: readBytes))
+            let chunk = offset..<offset + UInt64(length)
+            let encrypted = ciphertext.contains { $0.lowerBound <= chunk.lowerBound && chunk.upperBound <= $0.upperBound }
+            try emit(.data(buffer, length, readBytes: readBytes, mayCompress: !encrypted))
             offset += UInt64(length)
         }
     }

@@ -10,7 +10,10 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var trigger: String
     public var policy: String?
     public var source: Source
-    public var layout: Layout?
+    /// The layout read from the image without keys (absent for a stream).
+    public var layout: DiskLayout?
+    /// What changed in layout or encryption since the disk's previous point.
+    public var layoutChanges: [String]?
     public var keyBackup: KeyBackup?
     public var chunkSize: Int
     public var chunkCount: Int
@@ -23,11 +26,6 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var kind: String
         public var size: UInt64
         public var sectorSize: Int
-    }
-
-    /// What the image's layout was found to be (filled by the layout readers).
-    public struct Layout: Codable, Sendable, Equatable {
-        public var partitionTable: String
     }
 
     public struct KeyBackup: Codable, Sendable, Equatable {
