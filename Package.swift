@@ -27,6 +27,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // libFuzzer harness for the header parsers (scripts/fuzz); a replayer of inputs when built normally.
+        .executableTarget(name: "DiskVaultFuzz", dependencies: ["DiskVault"]),
         .testTarget(
             name: "DiskVaultTests",
             dependencies: ["DiskVault", "diskvault"]

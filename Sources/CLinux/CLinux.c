@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <linux/fs.h>
 
@@ -21,3 +22,4 @@ int dv_block_device_size(int fd, unsigned long long *size) {
     *size = s;
     return 0;
 }
+int dv_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }

@@ -14,4 +14,6 @@ int dv_rename_noreplace(int fromdir, const char *from, int todir, const char *to
 int dv_fadvise_sequential(int fd);
 /// Size in bytes of a block device (BLKGETSIZE64).
 int dv_block_device_size(int fd, unsigned long long *size);
+/// memfd_create(name, MFD_CLOEXEC): an anonymous file in memory (fuzzing feeds parsers through one).
+int dv_memfd(const char *name);
 #endif

@@ -1,0 +1,57 @@
+// libFuzzer entry for the header parsers. Build and run with scripts/fuzz; without libFuzzer this program
+// replays the inputs named on its command line (crash reproducers, corpus files) through the same parsers.
+#if canImport(Glibc)
+import Glibc
+#endif
+import DiskVault
+
+/// Which parser to feed: mbr, gpt, luks1, luks2, bitlocker or layout (all of them, as inspect reads a disk).
+let parser = getenv("DISKVAULT_FUZZ_PARSER").map { String(cString: $0) } ?? "layout"
+
+func feed(_ bytes: UnsafeRawBufferPointer) {
+    let fd = FuzzInput.memfd()
+    let file = FileDescriptor(adopting: fd, path: "fuzz-input")
+    if bytes.count > 0 { try? file.write(bytes, at: 0) }
+    let volume = VolumeBytes(file: file, image: "fuzz-input", offset: 0, size: UInt64(bytes.count))
+    do {
+        switch parser {
+        case "luks1": _ = try LUKS1Header.read(volume)
+        case "luks2": _ = try LUKS2Header.read(volume)
+        case "bitlocker": _ = try BitLockerHeader.read(volume)
+        case "mbr", "gpt", "layout": _ = try LayoutReader.read(file: file, image: "fuzz-input", size: UInt64(bytes.count), strict: true)
+        default: fatalError("unknown DISKVAULT_FUZZ_PARSER \(parser)")
+        }
+    } catch {
+        // A clear error is a correct answer to hostile input; only crashes, hangs and leaks are findings.
+        precondition(error.path == "fuzz-input", "error without the image's name: \(error)")
+    }
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    feed(UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : size))
+    return 0
+}
+
+#if FUZZING
+// libFuzzer's own driver, entered from this main (built with -sanitize=fuzzer by scripts/fuzz).
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
+
+var argc = CommandLine.argc
+var argv = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&argc, &argv, fuzzOneInput))
+#else
+for path in CommandLine.arguments.dropFirst() {
+    guard let bytes = try? FileSystem.readFile(path) else {
+        print("cannot read \(path)")
+        exit(1)
+    }
+    bytes.withUnsafeBytes { feed($0) }
+    print("\(path): ok (\(parser))")
+}
+#endif
