@@ -128,4 +128,19 @@ final class DiskLayoutTests: XCTestCase {
         try Tool.sh("mkfs.ext4 -q -F \(s.file("fs.img")) 8M")
         XCTAssertEqual((try inspect(s.file("fs.img"))["warnings"] as? [String]) ?? [], [])
     }
+
+    /// `inspect --json` on every BitLocker volume made by Windows agrees with images.conf.
+    func testInspectEveryBitLockerFixture() throws {
+        let dir = try Fixtures.directory("bitlocker")
+        for (name, conf) in try Fixtures.bitlockerConfig() {
+            let e = encryption(volumes(try inspect("\(dir)/\(name).img")).first ?? [:])
+            XCTAssertEqual(e["format"] as? String, "bitlocker", name)
+            XCTAssertEqual(e["guid"] as? String, conf["GUID"], name)
+            XCTAssertEqual(e["cipher"] as? String, conf["CIPHER"], name)
+            let protectors = (e["protectors"] as? [[String: Any]] ?? []).map { "\($0["kind"] ?? "")=\($0["guid"] ?? "")" }
+            if let pw = conf["PW_VMK_GUID"] { XCTAssertTrue(protectors.contains("password=\(pw)"), "\(name): \(protectors)") }
+            if let rp = conf["RP_VMK_GUID"] { XCTAssertTrue(protectors.contains("recovery-password=\(rp)"), "\(name): \(protectors)") }
+            XCTAssertEqual(e["toGo"] as? Bool, name.contains("togo"), name)
+        }
+    }
 }

@@ -98,7 +98,41 @@ final class LUKSHeaderTests: XCTestCase {
         }
     }
 
+    func testLUKS1MadeByQemuImgThroughInspect() throws {
+        try Tool.require("qemu-img", "cryptsetup")
+        let s = try Scratch(self)
+        let plain = s.file("plain.img"), luks = s.file("luks.img")
+        try Tool.sh("truncate -s 16M \(plain)")
+        try Images.luks1(from: plain, to: luks)
+        try assertLUKS1MatchesLuksDump(luks)
+        let r = try Tool.dv("inspect", luks, "--json")
+        XCTAssertEqual(r.status, 0, r.output)
+        let volume = try XCTUnwrap((try r.json()["volumes"] as? [[String: Any]])?.first)
+        let e = try XCTUnwrap(volume["encryption"] as? [String: Any])
+        XCTAssertEqual(e["format"] as? String, "luks1")
+        XCTAssertEqual(e["cipher"] as? String, "aes-xts-plain64")
+        XCTAssertEqual(e["uuid"] as? String, try Tool.sh("cryptsetup luksUUID \(luks)").trimmingCharacters(in: .whitespacesAndNewlines))
+        let human = try Tool.dv("inspect", luks)
+        XCTAssertTrue(human.stdout.contains("luks1 aes-xts-plain64"), human.stdout)
+    }
+
     // MARK: hostile input
+
+    func testTruncatedLUKS2HeadersAreRefusedClearly() throws {
+        let template = try Fixtures.directory("luks") + "/luks2_valid_hdr.img"
+        let good = try Array(Data(contentsOf: URL(fileURLWithPath: template)).prefix(40000))
+        let s = try Scratch(self)
+        let path = s.file("cut.img")
+        for length in Array(0..<600) + Array(stride(from: 600, to: 40000, by: 997)) {
+            try Data(good.prefix(length)).write(to: URL(fileURLWithPath: path))
+            do {
+                _ = try LUKS2Header.read(try volume(path))
+            } catch let error as DiskVaultError {
+                XCTAssertEqual(error.code, .corrupt, "length \(length)")
+                XCTAssertEqual(error.path, path)
+            }
+        }
+    }
 
     func testTruncatedLUKS1HeadersAtEveryLength() throws {
         let dir = try Fixtures.directory("luks") + "/luks1-images"
