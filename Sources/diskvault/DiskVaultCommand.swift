@@ -10,7 +10,8 @@ struct DiskVaultCommand: ParsableCommand {
             --vault may come from DISKVAULT_VAULT.
             """,
         version: "0.1.0",
-        subcommands: [VaultCommand.self, InspectCommand.self, BackupCommand.self, PointsCommand.self, RestoreCommand.self, VerifyCommand.self]
+        subcommands: [VaultCommand.self, InspectCommand.self, BackupCommand.self, PointsCommand.self, RestoreCommand.self,
+                      VerifyCommand.self, KeyVaultCommand.self]
     )
 }
 

@@ -1,0 +1,246 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import DiskVault
+import Foundation
+
+struct KeyVaultCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keyvault",
+        abstract: "Keep disk keys (BEKs) and the keys that wrap them (KEKs) in a key vault, encrypted at rest.",
+        discussion: "The administrator's passphrase comes from --passphrase-file, DISKVAULT_KEYVAULT_PASSPHRASE, or a prompt.",
+        subcommands: [KeyVaultInit.self, KeyVaultKey.self, KeyVaultSecret.self, KeyVaultAccess.self, KeyVaultList.self]
+    )
+}
+
+/// The key vault administrator's passphrase: a file, the environment, or a prompt — never argv.
+struct AdminOptions: ParsableArguments {
+    @Option(name: .long, help: "File holding the key vault's passphrase.")
+    var passphraseFile: String?
+
+    func passphrase(confirm: Bool = false) throws -> [UInt8] {
+        try Passphrase.read(file: passphraseFile, environment: "DISKVAULT_KEYVAULT_PASSPHRASE", prompt: "key vault passphrase", confirm: confirm)
+    }
+
+    func open(_ root: String) throws -> KeyVault {
+        try KeyVault.open(root, passphrase: try passphrase())
+    }
+}
+
+enum Passphrase {
+    static func read(file: String?, environment: String, prompt: String, confirm: Bool = false) throws -> [UInt8] {
+        if let file {
+            var bytes = try FileSystem.readFile(file, limit: 1 << 16)
+            while let last = bytes.last, last == 0x0A || last == 0x0D { bytes.removeLast() }
+            guard !bytes.isEmpty else { throw DiskVaultError(.usage, "passphrase file is empty", path: file) }
+            return bytes
+        }
+        if let value = Environment.value(environment), !value.isEmpty { return Array(value.utf8) }
+        guard isatty(0) == 1 else {
+            throw DiskVaultError(.usage, "no \(prompt): give --passphrase-file or set \(environment)")
+        }
+        guard let entered = getpass("\(prompt): ") else { throw DiskVaultError(.usage, "no \(prompt) entered") }
+        let first = Array(String(cString: entered).utf8)
+        if confirm {
+            guard let again = getpass("repeat \(prompt): "), Array(String(cString: again).utf8) == first else {
+                throw DiskVaultError(.usage, "the passphrases do not match")
+            }
+        }
+        return first
+    }
+}
+
+struct KeyVaultInit: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "init", abstract: "Create a key vault in a new or empty directory.")
+    @Argument(help: "Directory for the key vault.") var keyvault: String
+    @Option(name: .long, help: "scrypt cost as log2(N), 10–20 (default 15: about 32 MiB and a tenth of a second).")
+    var kdfWorkFactor: Int = 15
+    @OptionGroup var admin: AdminOptions
+
+    func run() throws {
+        let kv = try KeyVault.create(keyvault, passphrase: try admin.passphrase(confirm: true), logN: kdfWorkFactor)
+        print("created key vault \(keyvault) (id \(kv.config.id))")
+    }
+}
+
+struct KeyVaultKey: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "key", abstract: "Create, import or delete keys (KEKs).",
+                                                    subcommands: [Create.self, Import.self, Delete.self])
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a standalone key.")
+        @Argument var keyvault: String
+        @Option(name: .long, help: "Key name.") var name: String
+        @Option(name: .long, help: "rsa-2048, rsa-3072 or aes-256.") var kind: String = "rsa-2048"
+        @OptionGroup var admin: AdminOptions
+        func run() throws {
+            let record = try admin.open(keyvault).createKey(name: name, kind: kind)
+            print("created key \(record.name) version \(record.version) (\(record.kind))")
+        }
+    }
+
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Import a standalone PEM private key (certificates are refused).")
+        @Argument var keyvault: String
+        @Option(name: .long, help: "Key name.") var name: String
+        @Option(name: .long, help: "PEM file holding the private key.") var file: String
+        @OptionGroup var admin: AdminOptions
+        func run() throws {
+            let pem = try FileSystem.readFile(file, limit: 1 << 20)
+            let record = try admin.open(keyvault).importKey(name: name, pem: pem, source: file)
+            print("imported key \(record.name) version \(record.version) (\(record.kind))")
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a key and all its versions.")
+        @Argument var keyvault: String
+        @Option(name: .long) var name: String
+        @OptionGroup var admin: AdminOptions
+        func run() throws {
+            try admin.open(keyvault).deleteKey(name: name)
+            print("deleted key \(name)")
+        }
+    }
+}
+
+struct KeyVaultSecret: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "secret", abstract: "Set, get or delete secrets (BEKs).",
+                                                    subcommands: [Set.self, Get.self, Delete.self])
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Store a new version of a secret: a LUKS passphrase or key file, or a BitLocker .BEK.")
+        @Argument var keyvault: String
+        @Option(name: .long, help: "Secret name.") var name: String
+        @Option(name: .long, help: "File holding the BEK.") var file: String
+        @Option(name: .long, help: "Wrap the BEK with this key (KEK) before storing it.") var wrapKey: String?
+        @Option(name: .long, help: "The volume it unlocks: a LUKS UUID or a BitLocker key GUID (the .BEK file's name).")
+        var volume: String?
+        @Option(name: .long, help: "A tag K=V (repeatable).") var tag: [String] = []
+        @OptionGroup var admin: AdminOptions
+        func run() throws {
+            var tags: [String: String] = [:]
+            for t in tag {
+                guard let eq = t.firstIndex(of: "="), eq != t.startIndex else { throw DiskVaultError(.usage, "--tag needs K=V, not \(t)") }
+                tags[String(t[..<eq])] = String(t[t.index(after: eq)...])
+            }
+            let value = try FileSystem.readFile(file, limit: 1 << 16)
+            var volumeID = volume
+            // A .BEK file is named by its key's GUID: link it to that volume key unless told otherwise.
+            if volumeID == nil, file.uppercased().hasSuffix(".BEK") {
+                volumeID = String(FileSystem.lastComponent(of: file).dropLast(4))
+            }
+            let record = try admin.open(keyvault).setSecret(name: name, value: value, wrapKey: wrapKey, volume: volumeID, tags: tags)
+            print("stored secret \(record.name) version \(record.version)\(record.wrap.map { " wrapped by key \($0.key) (\($0.algorithm))" } ?? "")\(record.volume.map { " for volume \($0)" } ?? "")")
+        }
+    }
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write a secret's BEK (unwrapped) to a file.")
+        @Argument var keyvault: String
+        @Option(name: .long) var name: String
+        @Option(name: .long) var version: Int?
+        @Option(name: .long, help: "Where to write the BEK (created with mode 0600).") var out: String
+        @OptionGroup var admin: AdminOptions
+        func run() throws {
+            let kv = try admin.open(keyvault)
+            let value = try kv.unwrappedValue(of: try kv.secret(name: name, version: version))
+            try writePrivateFile(out, value)
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a secret and all its versions.")
+        @Argument var keyvault: String
+        @Option(name: .long) var name: String
+        @OptionGroup var admin: AdminOptions
+        func run() throws {
+            try admin.open(keyvault).deleteSecret(name: name)
+            print("deleted secret \(name)")
+        }
+    }
+}
+
+struct KeyVaultAccess: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "access", abstract: "Grant or revoke a principal's access.",
+                                                    subcommands: [Grant.self, Revoke.self])
+
+    static func permissions(_ text: String?) throws -> [KeyVault.Permission] {
+        guard let text, !text.isEmpty else { return [] }
+        return try text.split(separator: ",").map { p in
+            guard let perm = KeyVault.Permission(rawValue: p.trimmingCharacters(in: .whitespaces)) else {
+                throw DiskVaultError(.usage, "unknown permission \"\(p)\" (use \(KeyVault.Permission.allCases.map(\.rawValue).joined(separator: ",")))")
+            }
+            return perm
+        }
+    }
+
+    struct Grant: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Grant permissions and issue the principal's credential file.")
+        @Argument var keyvault: String
+        @Option(name: .long) var principal: String
+        @Option(name: .long, help: "Permissions on keys: get,list,set,delete,wrap,unwrap,backup,restore.") var keys: String?
+        @Option(name: .long, help: "Permissions on secrets: get,list,set,delete,backup,restore.") var secrets: String?
+        @Option(name: .long, help: "Where to write the credential (mode 0600).") var credentialOut: String
+        @OptionGroup var admin: AdminOptions
+        func run() throws {
+            let credential = try admin.open(keyvault).grantAccess(
+                principal: principal, keys: try KeyVaultAccess.permissions(keys), secrets: try KeyVaultAccess.permissions(secrets))
+            try writePrivateFile(credentialOut, credential)
+            print("granted \(principal): keys [\(keys ?? "")], secrets [\(secrets ?? "")]; credential in \(credentialOut)")
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a principal's access; its credential stops working.")
+        @Argument var keyvault: String
+        @Option(name: .long) var principal: String
+        @OptionGroup var admin: AdminOptions
+        func run() throws {
+            try admin.open(keyvault).revokeAccess(principal: principal)
+            print("revoked \(principal)")
+        }
+    }
+}
+
+struct KeyVaultList: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List keys, secrets and access (never their values).")
+    @Argument var keyvault: String
+    @OptionGroup var admin: AdminOptions
+    @OptionGroup var output: OutputOptions
+
+    struct Listing: Encodable {
+        struct Secret: Encodable { var name: String; var version: Int; var volume: String?; var wrappedBy: String?; var tags: [String: String]; var created: String }
+        struct Key: Encodable { var name: String; var version: Int; var kind: String; var created: String }
+        var keyVault: String
+        var id: String
+        var keys: [Key]
+        var secrets: [Secret]
+        var access: [String: KeyVault.Grant]
+    }
+
+    func run() throws {
+        let kv = try admin.open(keyvault)
+        let listing = Listing(
+            keyVault: keyvault, id: kv.config.id,
+            keys: try kv.keys().map { .init(name: $0.name, version: $0.version, kind: $0.kind, created: $0.created) },
+            secrets: try kv.secrets().map { .init(name: $0.name, version: $0.version, volume: $0.volume, wrappedBy: $0.wrap?.key, tags: $0.tags, created: $0.created) },
+            access: try kv.accessPolicy())
+        if output.json { printJSON(listing); return }
+        print("key vault \(keyvault) (id \(kv.config.id))")
+        for k in listing.keys { print("key     \(k.name) v\(k.version) \(k.kind)") }
+        for s in listing.secrets { print("secret  \(s.name) v\(s.version)\(s.volume.map { " volume \($0)" } ?? "")\(s.wrappedBy.map { " wrapped by \($0)" } ?? "")") }
+        for (p, g) in listing.access.sorted(by: { $0.key < $1.key }) {
+            print("access  \(p): keys [\(g.keys.map(\.rawValue).joined(separator: ","))] secrets [\(g.secrets.map(\.rawValue).joined(separator: ","))]")
+        }
+    }
+}
+
+/// Writes a file only its owner can read (keys, credentials); refuses to overwrite.
+func writePrivateFile(_ path: String, _ bytes: [UInt8]) throws {
+    let file = try FileDescriptor(path: path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600, doing: "cannot create (it must not exist yet)")
+    try bytes.withUnsafeBytes { try file.writeAll([$0]) }
+    try file.sync()
+    try file.close()
+}
