@@ -22,6 +22,11 @@ struct BackupCommand: ParsableCommand {
     @Option(name: .long, help: "Treat volumes without a header as encrypted (dm-crypt plain, detached LUKS header): disk, all, or partition numbers (1,3).")
     var declareEncrypted: String?
 
+    @OptionGroup var keys: KeyVaultAccessOptions
+
+    @Flag(name: .long, help: "Back up an encrypted disk without backing up its keys (recorded in the point).")
+    var withoutKeys = false
+
     @OptionGroup var threads: ThreadOptions
     @OptionGroup var output: OutputOptions
 
@@ -36,6 +41,8 @@ struct BackupCommand: ParsableCommand {
             options.retainUntil = date
         }
         options.threads = try threads.count()
+        options.keyVault = try keys.access()
+        options.withoutKeys = withoutKeys
         if let declareEncrypted { options.declared = try LayoutReader.Declaration(parsing: declareEncrypted) }
         let vault = try vaultOptions.open()
         let source = try ImageSource.open(image)
@@ -63,5 +70,11 @@ struct BackupCommand: ParsableCommand {
             for w in layout.warnings + layout.volumes.flatMap({ $0.encryption.warnings ?? [] }) { Terminal.warning(w) }
         }
         for change in manifest.layoutChanges ?? [] { print("  changed  \(change)") }
+        if let kb = manifest.keyBackup {
+            for v in kb.volumes {
+                print("  keys     \(v.number == 0 ? "disk" : "volume \(v.number)"): secret \(v.secret) v\(v.secretVersion)\(v.wrappedBy.map { " wrapped by \($0) v\(v.keyVersion ?? 0)" } ?? "") from key vault \(kb.keyVault), key \(v.check)\(v.check == "fits" ? " (\(v.checkDetail))" : ": \(v.checkDetail)")")
+            }
+        }
+        if manifest.keyBackupWaived == true { Terminal.warning("encrypted disk backed up without its keys (--without-keys)") }
     }
 }

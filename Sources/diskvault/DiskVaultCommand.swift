@@ -11,7 +11,7 @@ struct DiskVaultCommand: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [VaultCommand.self, InspectCommand.self, BackupCommand.self, PointsCommand.self, RestoreCommand.self,
-                      VerifyCommand.self, KeyVaultCommand.self]
+                      VerifyCommand.self, KeyVaultCommand.self, KeysCommand.self]
     )
 }
 
@@ -33,6 +33,26 @@ struct VaultOptions: ParsableArguments {
         if let vault, !vault.isEmpty { return vault }
         if let env = Environment.value("DISKVAULT_VAULT"), !env.isEmpty { return env }
         throw DiskVaultError(.usage, "no vault given: pass --vault VAULT or set DISKVAULT_VAULT")
+    }
+}
+
+/// How a backup or restore reaches a key vault: as a principal with its credential file.
+struct KeyVaultAccessOptions: ParsableArguments {
+    @Option(name: .customLong("keyvault"), help: "The key vault holding the disk's keys.")
+    var keyVault: String?
+
+    @Option(name: .long, help: "The principal to act as in the key vault.")
+    var principal: String?
+
+    @Option(name: .long, help: "The principal's credential file (from keyvault access grant).")
+    var credential: String?
+
+    func access() throws -> KeyVaultAccess? {
+        switch (keyVault, principal, credential) {
+        case (nil, nil, nil): return nil
+        case (let kv?, let p?, let c?): return KeyVaultAccess(keyVault: kv, principal: p, credential: c)
+        default: throw DiskVaultError(.usage, "--keyvault, --principal and --credential go together")
+        }
     }
 }
 

@@ -10,7 +10,7 @@ struct KeyVaultCommand: ParsableCommand {
         commandName: "keyvault",
         abstract: "Keep disk keys (BEKs) and the keys that wrap them (KEKs) in a key vault, encrypted at rest.",
         discussion: "The administrator's passphrase comes from --passphrase-file, DISKVAULT_KEYVAULT_PASSPHRASE, or a prompt.",
-        subcommands: [KeyVaultInit.self, KeyVaultKey.self, KeyVaultSecret.self, KeyVaultAccess.self, KeyVaultList.self]
+        subcommands: [KeyVaultInit.self, KeyVaultKey.self, KeyVaultSecret.self, KeyVaultAccessCommand.self, KeyVaultList.self]
     )
 }
 
@@ -162,7 +162,7 @@ struct KeyVaultSecret: ParsableCommand {
     }
 }
 
-struct KeyVaultAccess: ParsableCommand {
+struct KeyVaultAccessCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "access", abstract: "Grant or revoke a principal's access.",
                                                     subcommands: [Grant.self, Revoke.self])
 
@@ -186,7 +186,7 @@ struct KeyVaultAccess: ParsableCommand {
         @OptionGroup var admin: AdminOptions
         func run() throws {
             let credential = try admin.open(keyvault).grantAccess(
-                principal: principal, keys: try KeyVaultAccess.permissions(keys), secrets: try KeyVaultAccess.permissions(secrets))
+                principal: principal, keys: try KeyVaultAccessCommand.permissions(keys), secrets: try KeyVaultAccessCommand.permissions(secrets))
             try writePrivateFile(credentialOut, credential)
             print("granted \(principal): keys [\(keys ?? "")], secrets [\(secrets ?? "")]; credential in \(credentialOut)")
         }

@@ -22,6 +22,11 @@ struct RestoreCommand: ParsableCommand {
     @Flag(name: .long, help: "Restore over an existing image at the target.")
     var replace = false
 
+    @OptionGroup var keys: KeyVaultAccessOptions
+
+    @Option(name: .long, help: "Write the disk's key (BEK, unwrapped) to this new file, mode 0600.")
+    var exportKey: String?
+
     @OptionGroup var threads: ThreadOptions
     @OptionGroup var output: OutputOptions
 
@@ -31,6 +36,8 @@ struct RestoreCommand: ParsableCommand {
         var options = RestoreOptions(disk: disk, point: point, target: target)
         options.replace = replace
         options.threads = try threads.count()
+        options.keyVault = try keys.access()
+        options.exportKey = exportKey
         let restore = Restore(vault: vault, options: options)
         let progress = TerminalProgress.make("restore \(disk)")
         restore.observer = progress
@@ -43,6 +50,8 @@ struct RestoreCommand: ParsableCommand {
         print("""
             restored disk \(result.disk) point \(result.point) to \(result.target)
               size     \(ByteCount.format(result.size)) in \(seconds(result.seconds)) (\(rate(result.size, result.seconds))), \(ByteCount.format(result.holeBytes)) left as holes
+              attach   \(result.attachFiles.joined(separator: ", "))
             """)
+        for key in result.exportedKeys { print("  key      \(key)") }
     }
 }

@@ -11,6 +11,10 @@ public struct BackupOptions: Sendable {
     public var now = Date()
     /// Volumes to treat as encrypted though they have no header.
     public var declared = LayoutReader.Declaration()
+    /// The key vault that holds the disk's keys, for an encrypted disk.
+    public var keyVault: KeyVaultAccess?
+    /// Back up an encrypted disk without its keys (a deliberate choice, recorded in the manifest).
+    public var withoutKeys = false
 
     public init(disk: String, retainUntil: Date? = nil) {
         self.disk = disk
@@ -67,6 +71,18 @@ public final class Backup {
             layout = try LayoutReader.read(file: source.file, image: source.path, size: size, declared: options.declared, strict: false)
         }
         let ciphertext = layout?.encryptedRanges ?? []
+        let pointID = RecoveryPoint.newID(at: options.now)
+        // The keys of an encrypted disk are checked and sealed before any data is read: a missing permission,
+        // secret or a key that does not fit writes nothing.
+        var keyBackup: (KeyBackupRecord, [UInt8])? = nil
+        let encrypted = KeyBackup.encryptedVolumes(layout)
+        if let layout, !encrypted.isEmpty && !options.withoutKeys {
+            guard let access = options.keyVault else {
+                let what = encrypted.map(KeyBackup.label).joined(separator: ", ")
+                throw DiskVaultError(.usage, "disk \(options.disk) is encrypted (\(what)): back it up with --keyvault KV --principal P --credential F, so that its keys are backed up with it (or --without-keys)")
+            }
+            keyBackup = try KeyBackup.prepare(layout: layout, disk: options.disk, pointID: pointID, access: access, file: source.file, image: source.path)
+        }
         // Digests known to be in the vault: the previous point's, then every chunk this run stores or finds.
         var known = Set<Digest256>()
         if let previous {
@@ -157,7 +173,7 @@ public final class Backup {
         stats.seconds = Date().timeIntervalSince(started)
         let manifest = Manifest(
             version: Manifest.currentVersion,
-            id: RecoveryPoint.newID(at: options.now),
+            id: pointID,
             disk: options.disk,
             created: Timestamp.format(options.now),
             retainUntil: options.retainUntil.map(Timestamp.format),
@@ -166,12 +182,13 @@ public final class Backup {
             source: .init(path: source.path, kind: source.kind.rawValue, size: imageSize, sectorSize: source.sectorSize),
             layout: layout,
             layoutChanges: layoutChanges(layout, previous: previous),
-            keyBackup: nil,
+            keyBackup: keyBackup?.0,
+            keyBackupWaived: !encrypted.isEmpty && options.withoutKeys ? true : nil,
             chunkSize: chunkSize,
             chunkCount: index.count,
             indexDigest: SHA256.digest(indexBytes).hex,
             stats: stats)
-        try vault.commit(manifest, index: indexBytes)
+        try vault.commit(manifest, index: indexBytes, extras: keyBackup.map { [$0.0.blob: $0.1] } ?? [:])
         return manifest
     }
 

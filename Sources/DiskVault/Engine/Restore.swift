@@ -9,6 +9,10 @@ public struct RestoreOptions: Sendable {
     public var target: String
     public var replace = false
     public var threads = defaultThreadCount()
+    /// The key vault holding an encrypted point's keys.
+    public var keyVault: KeyVaultAccess?
+    /// Where to write the disk's key (BEK, unwrapped) for the user.
+    public var exportKey: String?
 
     public init(disk: String, point: String?, target: String) {
         self.disk = disk
@@ -26,6 +30,9 @@ public struct RestoreResult: Codable, Sendable {
     public var holeBytes: UInt64
     public var chunks: Int
     public var seconds: Double
+    /// What re-attaching the disk to a VM needs, written beside it.
+    public var attachFiles: [String] = []
+    public var exportedKeys: [String] = []
 }
 
 /// Writes a whole disk from a recovery point: every chunk checked against its digest, zero chunks left as
@@ -45,6 +52,7 @@ public final class Restore {
         let started = Date()
         let point = try vault.point(disk: options.disk, id: options.point)
         let index = try vault.index(of: point)
+        let keys = try keysForRestore(point)
         let target = options.target
         let directory = FileSystem.parentDirectory(of: target)
         guard FileSystem.isDirectory(directory) else {
@@ -79,8 +87,64 @@ public final class Restore {
             unlink(tmp)
             throw error
         }
+        result.attachFiles = try Reattach.write(target: target, point: point, keyBackup: point.manifest.keyBackup)
+        if let exportKey = options.exportKey, let kv = keys {
+            result.exportedKeys = try exportKeys(point, kv: kv, to: exportKey)
+        }
         result.seconds = Date().timeIntervalSince(started)
         return result
+    }
+
+    /// The rules for an encrypted point: a new target only, its key vault present and holding its keys.
+    /// Returns the opened key vault when the point carries a key backup.
+    func keysForRestore(_ point: RecoveryPoint) throws(DiskVaultError) -> KeyVault? {
+        let encrypted = KeyBackup.encryptedVolumes(point.manifest.layout)
+        if !encrypted.isEmpty && options.replace {
+            throw DiskVaultError(.usage, "restoring over an existing disk is not supported for encrypted disks: restore point \(point.id) to a new target")
+        }
+        guard let record = point.manifest.keyBackup else {
+            if options.exportKey != nil { throw DiskVaultError(.usage, "point \(point.id) carries no key backup: there is no key to export") }
+            return nil
+        }
+        let command = "diskvault keys restore --vault \(vault.location) --disk \(point.disk) --point \(point.id) --keyvault \(options.keyVault?.keyVault ?? record.keyVault) --principal P --credential F"
+        guard let access = options.keyVault else {
+            throw DiskVaultError(.usage, "point \(point.id) of disk \(point.disk) is encrypted: restore needs --keyvault, --principal and --credential (its keys were backed up from key vault \(record.keyVault))")
+        }
+        let kv: KeyVault
+        do {
+            kv = try access.open()
+        } catch where error.code == .notFound {
+            throw DiskVaultError(.notFound, "key vault \(access.keyVault) is missing: point \(point.id) needs its keys from key vault \(record.keyVault) (id \(record.keyVaultID)); put that key vault back, then restore again")
+        }
+        guard kv.config.id == record.keyVaultID else {
+            throw DiskVaultError(.usage, "key vault \(access.keyVault) is not the one the keys of point \(point.id) came from (\(record.keyVault), id \(record.keyVaultID))")
+        }
+        for v in record.volumes {
+            let which = v.number == 0 ? "the disk" : "volume \(v.number)"
+            guard kv.hasSecret(name: v.secret, version: v.secretVersion) else {
+                throw DiskVaultError(.notFound, "secret \(v.secret) version \(v.secretVersion), the key of \(which), is missing from key vault \(access.keyVault); put it back with `\(command)`")
+            }
+            if let kek = v.wrappedBy, let version = v.keyVersion, !kv.hasKey(name: kek, version: version) {
+                throw DiskVaultError(.notFound, "key \(kek) version \(version), which wraps the key of \(which), is missing from key vault \(access.keyVault); put it back with `\(command)`")
+            }
+        }
+        return kv
+    }
+
+    /// Writes each encrypted volume's BEK, unwrapped: `path` for one volume, `path.N` for several.
+    func exportKeys(_ point: RecoveryPoint, kv: KeyVault, to path: String) throws(DiskVaultError) -> [String] {
+        let volumes = point.manifest.keyBackup?.volumes ?? []
+        var written: [String] = []
+        for v in volumes {
+            let bek = try kv.unwrappedValue(of: try kv.secret(name: v.secret, version: v.secretVersion))
+            let file = volumes.count == 1 ? path : "\(path).\(v.number)"
+            let out = try FileDescriptor(path: file, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600, doing: "cannot create key file (it must not exist yet)")
+            try bek.withBytes { (b) throws(DiskVaultError) in try out.writeAll([b]) }
+            try out.sync()
+            try out.close()
+            written.append(file)
+        }
+        return written
     }
 
     struct RestoredChunk {

@@ -14,7 +14,10 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var layout: DiskLayout?
     /// What changed in layout or encryption since the disk's previous point.
     public var layoutChanges: [String]?
-    public var keyBackup: KeyBackup?
+    /// For an encrypted disk: which secrets and keys were backed up with the point, from which key vault.
+    public var keyBackup: KeyBackupRecord?
+    /// True when an encrypted disk was backed up with --without-keys: no key backup exists.
+    public var keyBackupWaived: Bool?
     public var chunkSize: Int
     public var chunkCount: Int
     public var indexDigest: String
@@ -26,10 +29,6 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var kind: String
         public var size: UInt64
         public var sectorSize: Int
-    }
-
-    public struct KeyBackup: Codable, Sendable, Equatable {
-        public var keyVault: String
     }
 
     public struct Stats: Codable, Sendable, Equatable {

@@ -85,10 +85,17 @@ extension Vault {
         return index
     }
 
-    /// Commits a point: everything put so far is flushed, then the index, then the manifest, each durable.
+    /// Commits a point: everything put so far is flushed, then the key backup and index, then the manifest,
+    /// each durable.
     /// Until the manifest is in place the point does not exist.
-    func commit(_ manifest: Manifest, index: [UInt8]) throws(DiskVaultError) {
+    func commit(_ manifest: Manifest, index: [UInt8], extras: [String: [UInt8]] = [:]) throws(DiskVaultError) {
         try storage.barrier()
+        // Other parts of the point (its sealed key backup) land before the manifest too.
+        for (name, bytes) in extras.sorted(by: { $0.key < $1.key }) {
+            guard try storage.putIfAbsent("\(RecoveryPoint.prefix(disk: manifest.disk))/\(manifest.id)/\(name)", bytes, durable: true) else {
+                throw DiskVaultError(.alreadyExists, "recovery point \(manifest.id) already exists", path: location)
+            }
+        }
         guard try storage.putIfAbsent(RecoveryPoint.indexKey(disk: manifest.disk, id: manifest.id), index, durable: true),
             try storage.putIfAbsent(RecoveryPoint.manifestKey(disk: manifest.disk, id: manifest.id), try JSON.encode(manifest), durable: true)
         else {

@@ -23,13 +23,14 @@ final class BackupLayoutTests: XCTestCase {
 
         try Tool.sh("printf 'pw' | cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \(image) 2>/dev/null")
         let uuid = try Tool.sh("cryptsetup luksUUID \(image)").trimmingCharacters(in: .whitespacesAndNewlines)
-        let encrypted = try backup(image, vault, disk: "d")
+        let encrypted = try backup(image, vault, disk: "d", ["--without-keys"])
+        XCTAssertEqual(encrypted["keyBackupWaived"] as? Bool, true)
         let changes = encrypted["layoutChanges"] as? [String] ?? []
         XCTAssertEqual(changes, ["the disk became encrypted (luks2 \(uuid))"])
 
         let newUUID = "11111111-2222-3333-4444-555555555555"
         try Tool.sh("cryptsetup luksUUID -q --uuid \(newUUID) \(image)")
-        let relabelled = try backup(image, vault, disk: "d")
+        let relabelled = try backup(image, vault, disk: "d", ["--without-keys"])
         XCTAssertEqual(relabelled["layoutChanges"] as? [String], ["the disk LUKS UUID changed from \(uuid) to \(newUUID)"])
 
         let points = try Tool.dv("points", "--vault", vault, "--disk", "d")
@@ -43,7 +44,7 @@ final class BackupLayoutTests: XCTestCase {
         let vault = s.file("vault"), image = s.file("text.img")
         XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB").status, 0)
         try Tool.sh("yes 'the same line of text, again and again' | head -c 8M > \(image); head -c 64 /dev/urandom | dd of=\(image) bs=1M seek=3 conv=notrunc status=none")
-        let declared = try backup(image, vault, disk: "declared", ["--declare-encrypted", "disk"])
+        let declared = try backup(image, vault, disk: "declared", ["--declare-encrypted", "disk", "--without-keys"])
         XCTAssertEqual((declared["stats"] as? [String: Any])?["compressedChunks"] as? Int, 0)
         let volumes = (declared["layout"] as? [String: Any])?["volumes"] as? [[String: Any]]
         XCTAssertEqual((volumes?.first?["encryption"] as? [String: Any])?["format"] as? String, "declared")

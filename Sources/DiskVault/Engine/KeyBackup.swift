@@ -1,0 +1,149 @@
+import Foundation
+
+/// How backup and restore reach a key vault: as a principal, with the credential `access grant` issued.
+public struct KeyVaultAccess: Sendable {
+    public var keyVault: String
+    public var principal: String
+    public var credential: String
+
+    public init(keyVault: String, principal: String, credential: String) {
+        self.keyVault = keyVault
+        self.principal = principal
+        self.credential = credential
+    }
+
+    public func open() throws(DiskVaultError) -> KeyVault {
+        try KeyVault.open(keyVault, principal: principal, credentialFile: credential)
+    }
+}
+
+/// What a recovery point of an encrypted disk records about its keys (never a key itself).
+public struct KeyBackupRecord: Codable, Sendable, Equatable {
+    public var keyVault: String
+    public var keyVaultID: String
+    public var principal: String
+    /// The sealed blob stored beside the index ("keys").
+    public var blob: String
+    public var volumes: [Volume]
+
+    public struct Volume: Codable, Sendable, Equatable {
+        public var number: Int
+        public var format: String
+        /// The LUKS UUID, BitLocker startup-key GUID, or disk/number of a declared volume.
+        public var volumeID: String
+        public var secret: String
+        public var secretVersion: Int
+        public var wrappedBy: String?
+        public var keyVersion: Int?
+        /// "fits", "unchecked" (e.g. an Argon2 key slot); a key that does not fit fails the backup.
+        public var check: String
+        public var checkDetail: String
+    }
+}
+
+/// The sealed contents of a point's "keys" blob: the secret versions and the KEKs that wrap them.
+struct KeyBackupContents: Codable {
+    var keyVaultID: String
+    var secrets: [KeyVault.SecretRecord]
+    var keys: [KeyVault.KeyRecord]
+}
+
+enum KeyBackup {
+    /// Identifiers a secret's volume tag may carry for this volume.
+    static func volumeIDs(_ v: DiskLayout.Volume, disk: String) -> [String] {
+        switch v.encryption.format {
+        case "luks1", "luks2": return [v.encryption.uuid].compactMap { $0?.lowercased() }
+        case "bitlocker":
+            return (v.encryption.protectors ?? []).filter { $0.kind.contains("startup-key") }.map(\.guid)
+                + [v.encryption.guid].compactMap { $0 }
+        default: return ["\(disk)/\(v.number)", disk]
+        }
+    }
+
+    static func label(_ v: DiskLayout.Volume) -> String {
+        let which = v.number == 0 ? "the disk" : "volume \(v.number)"
+        switch v.encryption.format {
+        case "luks1", "luks2": return "\(which) (\(v.encryption.format) UUID \(v.encryption.uuid ?? "?"))"
+        case "bitlocker": return "\(which) (BitLocker \(v.encryption.guid ?? "?"))"
+        default: return "\(which) (\(v.encryption.format))"
+        }
+    }
+
+    /// Volumes whose keys a backup must hold: every one with a recognised or declared encryption.
+    static func encryptedVolumes(_ layout: DiskLayout?) -> [DiskLayout.Volume] {
+        (layout?.volumes ?? []).filter { ["luks1", "luks2", "bitlocker", "declared"].contains($0.encryption.format) }
+    }
+
+    /// Before any data is read: checks the principal's permissions, finds each encrypted volume's secret,
+    /// checks that it opens the volume, and seals the key backup for the point. Throws, writing nothing, when
+    /// any of this fails.
+    static func prepare(
+        layout: DiskLayout, disk: String, pointID: String, access: KeyVaultAccess, file: FileDescriptor, image: String
+    ) throws(DiskVaultError) -> (KeyBackupRecord, [UInt8]) {
+        let kv: KeyVault
+        do {
+            kv = try access.open()
+        } catch where error.code == .notFound {
+            throw DiskVaultError(.notFound, "key vault \(access.keyVault) does not exist; no backup was written")
+        }
+        guard kv.holds(.secrets, [.get, .list]) && kv.holds(.keys, [.get, .list]) else {
+            throw DiskVaultError(.permission, "backup service lacks permission to key vault \(access.keyVault): grant get,list on keys and secrets to \(access.principal)")
+        }
+        var record = KeyBackupRecord(keyVault: access.keyVault, keyVaultID: kv.config.id, principal: access.principal, blob: "keys", volumes: [])
+        var contents = KeyBackupContents(keyVaultID: kv.config.id, secrets: [], keys: [])
+        for v in encryptedVolumes(layout) {
+            let ids = volumeIDs(v, disk: disk)
+            var found: KeyVault.SecretRecord? = nil
+            for id in ids where found == nil { found = try kv.secret(forVolume: id) }
+            guard let secret = found else {
+                throw DiskVaultError(.notFound, "no secret in key vault \(access.keyVault) for \(label(v)): add one with `diskvault keyvault secret set \(access.keyVault) --name NAME --file KEY --volume \(ids.first ?? disk)`")
+            }
+            let bek = try kv.unwrappedValue(of: secret)
+            let volume = VolumeBytes(file: file, image: image, offset: v.offset, size: v.size)
+            let check = try KeyCheck.check(bek: bek, volume: volume, encryption: v.encryption, source: "secret \(secret.name)")
+            if case .doesNotFit(let why) = check {
+                throw DiskVaultError(.permission, "the key in secret \(secret.name) version \(secret.version) of key vault \(access.keyVault) does not open \(label(v)): \(why)")
+            }
+            var entry = KeyBackupRecord.Volume(
+                number: v.number, format: v.encryption.format, volumeID: secret.volume ?? ids.first ?? "", secret: secret.name,
+                secretVersion: secret.version, wrappedBy: secret.wrap?.key, keyVersion: secret.wrap?.keyVersion,
+                check: check.status, checkDetail: check.detail)
+            if !contents.secrets.contains(secret) { contents.secrets.append(secret) }
+            if let wrap = secret.wrap {
+                let kek = try kv.key(name: wrap.key, version: wrap.keyVersion)
+                if !contents.keys.contains(kek) { contents.keys.append(kek) }
+                entry.keyVersion = kek.version
+            }
+            record.volumes.append(entry)
+        }
+        let blob = AESGCM.seal(try JSON.encode(contents, pretty: false), key: kv.keyBackupKey, associatedData: Array("keybackup:\(disk)/\(pointID)".utf8))
+        return (record, blob)
+    }
+
+    /// Opens a point's key backup with the key vault it came from.
+    static func contents(of point: RecoveryPoint, vault: Vault, kv: KeyVault) throws(DiskVaultError) -> KeyBackupContents {
+        guard let record = point.manifest.keyBackup else {
+            throw DiskVaultError(.notFound, "point \(point.id) of disk \(point.disk) carries no key backup")
+        }
+        guard record.keyVaultID == kv.config.id else {
+            throw DiskVaultError(.usage, "key vault \(kv.root) (id \(kv.config.id)) is not the one the keys of point \(point.id) came from (\(record.keyVault), id \(record.keyVaultID))")
+        }
+        let key = "\(RecoveryPoint.prefix(disk: point.disk))/\(point.id)/\(record.blob)"
+        let blob = try vault.storage.get(key, limit: 1 << 20)
+        guard let plain = AESGCM.open(blob, key: kv.keyBackupKey, associatedData: Array("keybackup:\(point.disk)/\(point.id)".utf8)),
+            let contents = try? JSONDecoder().decode(KeyBackupContents.self, from: Data(plain))
+        else { throw DiskVaultError(.corrupt, "key backup of point \(point.id) is damaged or was not sealed by key vault \(kv.root)", path: "\(vault.location)/\(key)") }
+        return contents
+    }
+}
+
+/// Dispatches a key check to the reader of the volume's format.
+public enum KeyCheck {
+    public static func check(bek: [UInt8], volume: VolumeBytes, encryption: VolumeEncryption, source: String) throws(DiskVaultError) -> KeyCheckResult {
+        switch encryption.format {
+        case "luks1", "luks2": return try LUKSKeyCheck.check(key: bek, volume: volume, encryption: encryption)
+        case "bitlocker": return try BitLockerKeyCheck.check(bek: bek, bekSource: source, volume: volume)
+        default: return .unchecked("a declared volume has no header to check a key against")
+        }
+    }
+}

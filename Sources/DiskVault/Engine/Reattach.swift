@@ -1,0 +1,109 @@
+import Foundation
+
+/// What re-attaching a restored disk to a VM needs, written beside it: a JSON description, a libvirt `<disk>`
+/// element and the equivalent qemu `-blockdev` arguments. A disk that is LUKS from its first byte is opened by
+/// qemu's own LUKS driver, so libvirt gets `<encryption format='luks'>` with a secret reference; encryption
+/// inside partitions (LUKS, BitLocker) is unlocked by the guest and needs nothing here.
+public enum Reattach {
+    public struct Description: Codable, Sendable {
+        public var disk: String
+        public var point: String
+        public var image: String
+        public var format = "raw"
+        public var size: UInt64
+        public var partitionTable: String?
+        public var volumes: [Volume]
+
+        public struct Volume: Codable, Sendable {
+            public var number: Int
+            public var offset: UInt64
+            public var size: UInt64
+            public var encryption: String
+            public var uuid: String?
+            public var guid: String?
+            public var keyVault: String?
+            public var secret: String?
+            public var secretVersion: Int?
+            public var wrappedBy: String?
+        }
+    }
+
+    static func description(target: String, point: RecoveryPoint, keyBackup: KeyBackupRecord?) -> Description {
+        let m = point.manifest
+        let volumes = (m.layout?.volumes ?? []).map { v -> Description.Volume in
+            let key = keyBackup?.volumes.first { $0.number == v.number }
+            return .init(number: v.number, offset: v.offset, size: v.size, encryption: v.encryption.format,
+                         uuid: v.encryption.uuid, guid: v.encryption.guid, keyVault: key == nil ? nil : keyBackup?.keyVault,
+                         secret: key?.secret, secretVersion: key?.secretVersion, wrappedBy: key?.wrappedBy)
+        }
+        return Description(disk: m.disk, point: m.id, image: target, size: m.source.size, partitionTable: m.layout?.partitionTable, volumes: volumes)
+    }
+
+    /// Writes `<target>.attach.json`, `<target>.libvirt.xml` and `<target>.qemu-args`; their paths.
+    static func write(target: String, point: RecoveryPoint, keyBackup: KeyBackupRecord?) throws(DiskVaultError) -> [String] {
+        let d = description(target: target, point: point, keyBackup: keyBackup)
+        let absolute = target.hasPrefix("/") ? target : FileManager.default.currentDirectoryPath + "/" + target
+        let wholeDiskLUKS = d.volumes.count == 1 && d.volumes[0].number == 0 && ["luks1", "luks2"].contains(d.volumes[0].encryption)
+        let usage = "diskvault/\(d.disk)/\(d.volumes.first?.secret ?? "key")"
+        var xml = "<disk type='file' device='disk'>\n  <driver name='qemu' type='raw'/>\n  <source file='\(xmlEscape(absolute))'"
+        if wholeDiskLUKS {
+            xml += ">\n    <encryption format='luks'>\n      <secret type='passphrase' usage='\(xmlEscape(usage))'/>\n    </encryption>\n  </source>\n"
+        } else {
+            xml += "/>\n"
+        }
+        xml += "  <target dev='vdb' bus='virtio'/>\n</disk>\n"
+        var qemu = "-blockdev driver=file,node-name=\(d.disk)-file,filename=\(absolute)"
+        if wholeDiskLUKS {
+            qemu = "-object secret,id=\(d.disk)-key,file=KEYFILE \(qemu) -blockdev driver=luks,node-name=\(d.disk),file=\(d.disk)-file,key-secret=\(d.disk)-key"
+        } else {
+            qemu += " -blockdev driver=raw,node-name=\(d.disk),file=\(d.disk)-file"
+        }
+        qemu += " -device virtio-blk-pci,drive=\(d.disk)\n"
+        if wholeDiskLUKS {
+            qemu += "# KEYFILE: the LUKS passphrase, e.g. from `diskvault restore … --export-key KEYFILE`; libvirt: define a secret with usage '\(usage)'\n"
+        }
+        let files: [(String, [UInt8])] = [
+            ("\(target).attach.json", try JSON.encode(d)), ("\(target).libvirt.xml", Array(xml.utf8)), ("\(target).qemu-args", Array(qemu.utf8)),
+        ]
+        for (path, bytes) in files { try FileSystem.writeFileAtomically(path, bytes) }
+        return files.map(\.0)
+    }
+
+    static func xmlEscape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "'", with: "&apos;")
+            .replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+}
+
+/// Puts the keys and secrets a point carries back into the key vault they came from.
+public enum KeyRestore {
+    public struct Result: Codable, Sendable {
+        public var point: String
+        public var keyVault: String
+        public var restored: [String]
+        public var alreadyPresent: [String]
+    }
+
+    public static func run(vault: Vault, disk: String, point id: String?, access: KeyVaultAccess) throws(DiskVaultError) -> Result {
+        let point = try vault.point(disk: disk, id: id)
+        let kv = try access.open()
+        let contents = try KeyBackup.contents(of: point, vault: vault, kv: kv)
+        guard kv.holds(.secrets, [.restore]) && (contents.keys.isEmpty || kv.holds(.keys, [.restore])) else {
+            throw DiskVaultError(.permission, "principal \(access.principal) lacks restore permission on \(contents.keys.isEmpty ? "secrets" : "keys and secrets") in key vault \(access.keyVault)")
+        }
+        var result = Result(point: point.id, keyVault: access.keyVault, restored: [], alreadyPresent: [])
+        for key in contents.keys {
+            let name = "key \(key.name) version \(key.version)"
+            if kv.hasKey(name: key.name, version: key.version) { result.alreadyPresent.append(name); continue }
+            try kv.restore(key: key)
+            result.restored.append(name)
+        }
+        for secret in contents.secrets {
+            let name = "secret \(secret.name) version \(secret.version)"
+            if kv.hasSecret(name: secret.name, version: secret.version) { result.alreadyPresent.append(name); continue }
+            try kv.restore(secret: secret)
+            result.restored.append(name)
+        }
+        return result
+    }
+}
