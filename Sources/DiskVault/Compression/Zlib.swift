@@ -1,8 +1,13 @@
 internal import CZlib
 
-/// CRC-32 (the zlib/gzip polynomial).
+/// CRC-32 (the zlib/gzip polynomial), computed by ISA-L; zlib's is kept as the reference.
 public enum CRC32 {
-    public static func checksum(_ bytes: UnsafeRawBufferPointer, seed: UInt32 = 0) -> UInt32 {
+    public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        IsalKernels.crc32(bytes)
+    }
+
+    /// zlib's `crc32`, the reference the fast one is tested against.
+    public static func zlibChecksum(_ bytes: UnsafeRawBufferPointer, seed: UInt32 = 0) -> UInt32 {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return seed }
         var crc = UInt(seed)
         var p = base.assumingMemoryBound(to: UInt8.self)

@@ -47,7 +47,7 @@ public enum Blob {
 
     /// Checks a blob and writes its chunk to `output`; returns the chunk's length.
     public static func decode(
-        _ blob: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, inflater: ZlibInflater
+        _ blob: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, inflater: IsalInflater
     ) throws(DecodeFailure) -> Int {
         guard blob.count >= headerSize else { throw .tooShort }
         guard blob.prefix(6).elementsEqual(magic) else { throw .badMagic }

@@ -1,8 +1,8 @@
 /// Per-thread scratch for turning chunks into blobs and back: a deflater, an inflater and a blob-sized buffer.
 /// One per worker; never shared between threads.
 public final class BlobCodec {
-    public let deflater = ZlibDeflater(level: 1)
-    public let inflater = ZlibInflater()
+    public let deflater = IsalDeflater()
+    public let inflater = IsalInflater()
     public let blobBuffer: ByteBuffer
     private let header = ByteBuffer(capacity: Blob.headerSize)
 

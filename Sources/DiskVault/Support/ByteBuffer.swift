@@ -21,27 +21,8 @@ public final class ByteBuffer: @unchecked Sendable {
     }
 }
 
-/// True when every byte is zero.
+/// True when every byte is zero (ISA-L's vectorised check).
 @inline(__always)
 public func isAllZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
-    let count = bytes.count
-    guard count > 0, let base = bytes.baseAddress else { return true }
-    // Words first (the buffer is aligned), then the tail.
-    let words = count / 8
-    let w = base.assumingMemoryBound(to: UInt64.self)
-    var i = 0
-    while i + 4 <= words {
-        if (w[i] | w[i + 1] | w[i + 2] | w[i + 3]) != 0 { return false }
-        i += 4
-    }
-    while i < words {
-        if w[i] != 0 { return false }
-        i += 1
-    }
-    var j = words * 8
-    while j < count {
-        if bytes[j] != 0 { return false }
-        j += 1
-    }
-    return true
+    IsalKernels.isAllZero(bytes)
 }

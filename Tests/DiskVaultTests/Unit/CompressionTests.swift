@@ -7,6 +7,41 @@ final class CompressionTests: XCTestCase {
         XCTAssertEqual(CRC32.checksum([UInt8]()), 0)
     }
 
+    /// ISA-L's CRC-32 equals zlib's on every length and alignment.
+    func testIsalCRC32MatchesZlib() {
+        var g = SystemRandomNumberGenerator()
+        let data = (0..<70_000).map { _ in UInt8.random(in: 0...255, using: &g) }
+        data.withUnsafeBytes { all in
+            for (start, length) in [(0, 0), (0, 1), (3, 17), (1, 4095), (7, 65536), (0, 70_000)] {
+                let slice = UnsafeRawBufferPointer(rebasing: all[start..<start + length])
+                XCTAssertEqual(CRC32.checksum(slice), CRC32.zlibChecksum(slice), "\(start)+\(length)")
+            }
+        }
+    }
+
+    /// Blobs stay one format: ISA-L's deflate inflates with zlib, zlib's deflate inflates with ISA-L.
+    func testIsalAndZlibReadEachOthersStreams() throws {
+        let text = Array(try String(contentsOfFile: "/usr/share/common-licenses/GPL-3", encoding: .utf8).utf8)
+            + Array(String(repeating: "disk block 0123456789 ", count: 20000).utf8)
+        let bound = ZlibDeflater.bound(text.count) + 1024
+        let a = ByteBuffer(capacity: bound), b = ByteBuffer(capacity: bound), back = ByteBuffer(capacity: text.count)
+        try withExtendedLifetime((a, b, back)) {
+            let isalN = try XCTUnwrap(text.withUnsafeBytes { IsalDeflater().compress($0, into: a.storage) })
+            XCTAssertEqual(a.storage[0], 0x78, "a zlib header")
+            XCTAssertLessThan(isalN, text.count / 2)
+            XCTAssertEqual(ZlibInflater().decompress(a.prefix(isalN), into: back.storage), text.count)
+            XCTAssertEqual(Array(back.prefix(text.count)), text)
+
+            let zlibN = try XCTUnwrap(text.withUnsafeBytes { ZlibDeflater().compress($0, into: b.storage) })
+            back.storage.initializeMemory(as: UInt8.self, repeating: 0)
+            XCTAssertEqual(IsalInflater().decompress(b.prefix(zlibN), into: back.storage), text.count)
+            XCTAssertEqual(Array(back.prefix(text.count)), text)
+            // Damage and overflow are refused by ISA-L too.
+            XCTAssertNil(IsalInflater().decompress(a.prefix(isalN / 2), into: back.storage))
+            XCTAssertNil(IsalInflater().decompress(a.prefix(isalN), into: UnsafeMutableRawBufferPointer(rebasing: back.storage[0..<100])))
+        }
+    }
+
     func testDeflateInflateRoundTrip() {
         let text = Array(String(repeating: "the quick brown fox jumps over the lazy dog\n", count: 5000).utf8)
         let out = ByteBuffer(capacity: ZlibDeflater.bound(text.count))

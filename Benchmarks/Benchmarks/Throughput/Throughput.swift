@@ -1,0 +1,3 @@
+import Benchmark
+import DiskVault
+let benchmarks: @Sendable () -> Void = {}
