@@ -23,3 +23,4 @@ int dv_block_device_size(int fd, unsigned long long *size) {
     return 0;
 }
 int dv_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+int dv_start_writeback(int fd, long long offset, long long length) { return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE); }

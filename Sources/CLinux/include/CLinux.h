@@ -14,6 +14,8 @@ int dv_rename_noreplace(int fromdir, const char *from, int todir, const char *to
 int dv_fadvise_sequential(int fd);
 /// Size in bytes of a block device (BLKGETSIZE64).
 int dv_block_device_size(int fd, unsigned long long *size);
+/// sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE): start writeback now, without waiting.
+int dv_start_writeback(int fd, long long offset, long long length);
 /// memfd_create(name, MFD_CLOEXEC): an anonymous file in memory (fuzzing feeds parsers through one).
 int dv_memfd(const char *name);
 #endif

@@ -182,6 +182,8 @@ public final class Restore {
                             throw e
                         }
                         try file.write(buffer.prefix(length), at: UInt64(i) * UInt64(chunkSize))
+                        // The disk starts on this chunk now; the one fsync at the end has little left.
+                        file.startWriteback(offset: UInt64(i) * UInt64(chunkSize), length: UInt64(length))
                         return RestoredChunk(length: length, written: true)
                     }
                 },

@@ -38,7 +38,7 @@ public final class LocalStorage: VaultStorage {
                 file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644, doing: "cannot create")
             }
             try file.writeAll(parts)
-            if durable { try file.sync() }
+            if durable { try file.sync() } else { file.startWriteback() }
             try file.close()
             try ensureParent(of: key)
             let placed = try FileSystem.renameNoReplace(tmp, final)

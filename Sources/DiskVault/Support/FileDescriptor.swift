@@ -133,6 +133,12 @@ public final class FileDescriptor: @unchecked Sendable {
         UInt64(try sys("lseek", path: path, "cannot find holes in") { dv_seek_hole(fd, off_t(offset)) })
     }
 
+    /// Starts writing the file's dirty pages to disk without waiting, so that a later sync finds little left
+    /// to do and the disk works while the CPU hashes. The corresponding C function is `sync_file_range`.
+    public func startWriteback(offset: UInt64 = 0, length: UInt64 = 0) {
+        _ = dv_start_writeback(fd, Int64(offset), Int64(length))
+    }
+
     /// A hint that the file is read front to back. The corresponding C function is `posix_fadvise`.
     public func adviseSequential() {
         _ = dv_fadvise_sequential(fd)
