@@ -28,6 +28,7 @@ struct BackupCommand: ParsableCommand {
     var withoutKeys = false
 
     @OptionGroup var threads: ThreadOptions
+    @OptionGroup var lock: LockOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
@@ -46,11 +47,18 @@ struct BackupCommand: ParsableCommand {
         if let declareEncrypted { options.declared = try LayoutReader.Declaration(parsing: declareEncrypted) }
         let vault = try vaultOptions.open()
         let source = try ImageSource.open(image)
-        let backup = Backup(vault: vault, source: source, options: options)
-        let progress = TerminalProgress.make("backup \(disk)")
-        backup.observer = progress
-        let manifest = try backup.run()
-        progress?.finish()
+        // One backup of a disk at a time; backups share the vault with each other, not with gc.
+        let manifest = try runJob(vault, kind: "backup", disk: disk, locks: [.disk(disk), .shared], wait: lock.lockWait) { outcome in
+            let backup = Backup(vault: vault, source: source, options: options)
+            let progress = TerminalProgress.make("backup \(disk)")
+            backup.observer = progress
+            let manifest = try backup.run()
+            progress?.finish()
+            outcome.bytes = manifest.source.size
+            outcome.point = manifest.id
+            outcome.warnings = (manifest.layout?.warnings ?? []) + (manifest.keyBackupWaived == true ? ["backed up without its keys"] : [])
+            return manifest
+        }
         if output.json {
             printJSON(manifest)
             return

@@ -11,7 +11,7 @@ struct DiskVaultCommand: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [VaultCommand.self, InspectCommand.self, BackupCommand.self, PointsCommand.self, RestoreCommand.self,
-                      VerifyCommand.self, KeyVaultCommand.self, KeysCommand.self]
+                      VerifyCommand.self, GCCommand.self, JobsCommand.self, KeyVaultCommand.self, KeysCommand.self]
     )
 }
 

@@ -28,6 +28,7 @@ struct RestoreCommand: ParsableCommand {
     var exportKey: String?
 
     @OptionGroup var threads: ThreadOptions
+    @OptionGroup var lock: LockOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
@@ -38,11 +39,16 @@ struct RestoreCommand: ParsableCommand {
         options.threads = try threads.count()
         options.keyVault = try keys.access()
         options.exportKey = exportKey
-        let restore = Restore(vault: vault, options: options)
-        let progress = TerminalProgress.make("restore \(disk)")
-        restore.observer = progress
-        let result = try restore.run()
-        progress?.finish()
+        let result = try runJob(vault, kind: "restore", disk: disk, locks: [.shared], wait: lock.lockWait) { outcome in
+            let restore = Restore(vault: vault, options: options)
+            let progress = TerminalProgress.make("restore \(disk)")
+            restore.observer = progress
+            let result = try restore.run()
+            progress?.finish()
+            outcome.bytes = result.size
+            outcome.point = result.point
+            return result
+        }
         if output.json {
             printJSON(result)
             return

@@ -16,6 +16,7 @@ struct VerifyCommand: ParsableCommand {
     var point: String?
 
     @OptionGroup var threads: ThreadOptions
+    @OptionGroup var lock: LockOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
@@ -23,11 +24,16 @@ struct VerifyCommand: ParsableCommand {
         let vault = try vaultOptions.open()
         var options = VerifyOptions(disk: disk, point: point)
         options.threads = try threads.count()
-        let verify = Verify(vault: vault, options: options)
-        let progress = TerminalProgress.make("verify")
-        verify.observer = progress
-        let report = try verify.run()
-        progress?.finish()
+        let report = try runJob(vault, kind: "verify", disk: disk, locks: [.shared], wait: lock.lockWait) { outcome in
+            let verify = Verify(vault: vault, options: options)
+            let progress = TerminalProgress.make("verify")
+            verify.observer = progress
+            let report = try verify.run()
+            progress?.finish()
+            outcome.bytes = report.bytesChecked
+            outcome.warnings = report.problems.map(\.message)
+            return report
+        }
         if output.json {
             printJSON(report)
         } else {

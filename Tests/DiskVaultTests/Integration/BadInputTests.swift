@@ -8,7 +8,7 @@ final class BadInputTests: XCTestCase {
         let vault = s.file("vault"), image = s.file("disk.img")
         try Tool.sh("head -c 3M /dev/urandom > \(image); mkdir \(s.file("adir")) \(s.file("notavault"))")
         XCTAssertEqual(try Tool.dv("vault", "init", vault).status, 0)
-        let before = treeListing(vault)
+        let before = vaultContents(vault)
 
         let cases: [(String, [String], Int32, [String])] = [
             ("missing image", ["backup", s.file("nope.img"), "--vault", vault, "--disk", "d"], 1, ["image does not exist", s.file("nope.img")]),
@@ -30,7 +30,7 @@ final class BadInputTests: XCTestCase {
             XCTAssertEqual(r.status, status, "\(name): \(r.output)")
             for needle in needles { XCTAssertTrue(r.stderr.contains(needle), "\(name): \(needle) not in \(r.stderr)") }
             XCTAssertFalse(r.stderr.contains("Fatal error"), name)
-            XCTAssertEqual(treeListing(vault), before, "\(name) wrote nothing")
+            XCTAssertEqual(vaultContents(vault), before, "\(name) wrote nothing")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: s.file("v2")))
         XCTAssertFalse(FileManager.default.fileExists(atPath: s.file("t.img")))

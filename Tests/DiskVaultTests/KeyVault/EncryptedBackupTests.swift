@@ -194,11 +194,11 @@ final class EncryptedBackupTests: XCTestCase {
         // A principal without get/list: refused, nothing written.
         let weakCred = t.s.file("weak.cred")
         try t.run("keyvault", "access", "grant", t.kv, "--principal", "weak", "--secrets", "get", "--credential-out", weakCred)
-        let before = treeListing(t.vault)
+        let before = vaultContents(t.vault)
         let weak = try Tool.dv("backup", image, "--vault", t.vault, "--disk", "d", "--keyvault", t.kv, "--principal", "weak", "--credential", weakCred)
         XCTAssertEqual(weak.status, 1)
         XCTAssertTrue(weak.stderr.contains("backup service lacks permission to key vault \(t.kv): grant get,list on keys and secrets to weak"), weak.stderr)
-        XCTAssertEqual(treeListing(t.vault), before, "nothing written")
+        XCTAssertEqual(vaultContents(t.vault), before, "nothing written")
 
         // A revoked principal's credential stops working.
         try t.run("keyvault", "access", "revoke", t.kv, "--principal", "weak")

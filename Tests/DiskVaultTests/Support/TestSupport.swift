@@ -196,3 +196,8 @@ func allocatedBytes(_ path: String) throws -> UInt64 {
 func treeListing(_ path: String) -> [String] {
     (FileManager.default.enumerator(atPath: path)?.allObjects as? [String] ?? []).sorted()
 }
+
+/// A vault's tree without its job records and locks: what a refused command must leave unchanged.
+func vaultContents(_ vault: String) -> [String] {
+    treeListing(vault).filter { !$0.hasPrefix("jobs") && !$0.hasPrefix("locks") }
+}
