@@ -34,11 +34,12 @@ struct BackupCommand: ParsableCommand {
     func run() throws {
         try DiskName.validate(disk)
         var options = BackupOptions(disk: disk)
+        options.now = Clock.now()
         if let retainUntil {
             guard let date = Timestamp.parse(retainUntil) else {
                 throw DiskVaultError(.usage, "cannot read --retain-until \"\(retainUntil)\" (use YYYY-MM-DD or ISO 8601)")
             }
-            guard date > Date() else { throw DiskVaultError(.usage, "--retain-until \(retainUntil) is in the past") }
+            guard date > options.now else { throw DiskVaultError(.usage, "--retain-until \(retainUntil) is in the past") }
             options.retainUntil = date
         }
         options.threads = try threads.count()

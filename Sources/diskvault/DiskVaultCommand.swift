@@ -11,7 +11,8 @@ struct DiskVaultCommand: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [VaultCommand.self, InspectCommand.self, BackupCommand.self, PointsCommand.self, RestoreCommand.self,
-                      VerifyCommand.self, GCCommand.self, JobsCommand.self, KeyVaultCommand.self, KeysCommand.self]
+                      VerifyCommand.self, PruneCommand.self, GCCommand.self, JobsCommand.self, PolicyCommand.self,
+                      ProtectCommand.self, RunDueCommand.self, ScheduleCommand.self, KeyVaultCommand.self, KeysCommand.self]
     )
 }
 

@@ -1,0 +1,244 @@
+import ArgumentParser
+import DiskVault
+import Foundation
+
+struct PolicyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy", abstract: "Backup policies: a schedule and a retention (Default exists in every vault).",
+        subcommands: [Create.self, List.self, Show.self, Delete.self])
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create (or with --replace, change) a policy.")
+        @OptionGroup var vaultOptions: VaultOptions
+        @Option(name: .long) var name: String
+        @Option(name: .long, help: "\"daily 02:00[,14:00]\" or \"weekly sun,wed 03:30\".") var schedule: String
+        @Option(name: .long, help: "IANA time zone of the schedule and of retention's days (default UTC).") var timeZone = "UTC"
+        @Option(name: .long) var keepLast: Int?
+        @Option(name: .long) var keepDaily: Int?
+        @Option(name: .long) var keepWeekly: Int?
+        @Option(name: .long) var keepMonthly: Int?
+        @Option(name: .long) var keepYearly: Int?
+        @Flag(name: .long, help: "Replace an existing policy of this name.") var replace = false
+
+        func run() throws {
+            let policy = try BackupPolicy.parse(name: name, schedule: schedule, timeZone: timeZone, keepLast: keepLast,
+                                                keepDaily: keepDaily, keepWeekly: keepWeekly, keepMonthly: keepMonthly, keepYearly: keepYearly)
+            try vaultOptions.open().savePolicy(policy, replacing: replace)
+            print("policy \(policy.name): \(policy.schedule) (\(policy.timeZone)); keep \(policy.retention)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List policies.")
+        @OptionGroup var vaultOptions: VaultOptions
+        @OptionGroup var output: OutputOptions
+        struct Listing: Encodable { var policies: [BackupPolicy] }
+        func run() throws {
+            let policies = try vaultOptions.open().policies()
+            if output.json { printJSON(Listing(policies: policies)); return }
+            printTable(["POLICY", "SCHEDULE", "TIME ZONE", "RETENTION"], policies.map { [$0.name, "\($0.schedule)", $0.timeZone, "\($0.retention)"] })
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one policy as JSON, with its next scheduled time.")
+        @OptionGroup var vaultOptions: VaultOptions
+        @Option(name: .long) var name: String
+        func run() throws {
+            let policy = try vaultOptions.open().policy(name)
+            printJSON(policy)
+            if let next = policy.nextScheduledTime(after: Clock.now()) { print("next run: \(Timestamp.format(next))") }
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a policy no disk uses.")
+        @OptionGroup var vaultOptions: VaultOptions
+        @Option(name: .long) var name: String
+        func run() throws {
+            try vaultOptions.open().deletePolicy(name)
+            print("deleted policy \(name)")
+        }
+    }
+}
+
+struct ProtectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "protect", abstract: "Bind a disk to its source image, a policy and its key vault, for scheduled runs.",
+        subcommands: [Add.self, List.self, Remove.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Protect a disk (or change how it is protected).")
+        @OptionGroup var vaultOptions: VaultOptions
+        @Option(name: .long) var disk: String
+        @Option(name: .long, help: "The image to back up: a file or a block device.") var source: String
+        @Option(name: .long) var policy = "Default"
+        @OptionGroup var keys: KeyVaultAccessOptions
+        @Option(name: .long, help: "Volumes to treat as encrypted (disk, all, or 1,3).") var declareEncrypted: String?
+        @Flag(name: .long, help: "Back up an encrypted disk without its keys.") var withoutKeys = false
+        func run() throws {
+            try DiskName.validate(disk)
+            let vault = try vaultOptions.open()
+            let access = try keys.access()
+            let absolute = source.hasPrefix("/") ? source : FileManager.default.currentDirectoryPath + "/" + source
+            try vault.protect(ProtectedDisk(
+                disk: disk, source: absolute, policy: policy,
+                keyVault: access.map { .init(keyVault: absolutePath($0.keyVault), principal: $0.principal, credential: absolutePath($0.credential)) },
+                declareEncrypted: declareEncrypted, withoutKeys: withoutKeys ? true : nil, created: Timestamp.format(Clock.now())))
+            print("protecting disk \(disk): \(absolute) under policy \(policy)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List protected disks and when each is next due.")
+        @OptionGroup var vaultOptions: VaultOptions
+        @OptionGroup var output: OutputOptions
+        struct Listing: Encodable { var disks: [ProtectedDisk] }
+        func run() throws {
+            let vault = try vaultOptions.open()
+            let disks = try vault.protectedDisks()
+            if output.json { printJSON(Listing(disks: disks)); return }
+            printTable(["DISK", "SOURCE", "POLICY", "KEY VAULT", "NEXT RUN"], try disks.map { d in
+                let next = try vault.policy(d.policy).nextScheduledTime(after: Clock.now()).map(Timestamp.format) ?? "-"
+                return [d.disk, d.source, d.policy, d.keyVault?.keyVault ?? "-", next]
+            })
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop protecting a disk (its points stay).")
+        @OptionGroup var vaultOptions: VaultOptions
+        @Option(name: .long) var disk: String
+        func run() throws {
+            try vaultOptions.open().unprotect(disk)
+            print("disk \(disk) is no longer protected; its recovery points stay")
+        }
+    }
+}
+
+func absolutePath(_ path: String) -> String {
+    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+}
+
+struct PruneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Remove the points each disk's policy no longer keeps (on-demand retain-until dates win); gc frees the space.")
+    @OptionGroup var vaultOptions: VaultOptions
+    @Option(name: .long, help: "Only this disk.") var disk: String?
+    @Flag(name: .long, help: "Show what would be kept and removed, and why; change nothing.") var dryRun = false
+    @OptionGroup var lock: LockOptions
+    @OptionGroup var output: OutputOptions
+
+    struct Listing: Encodable { var dryRun: Bool; var disks: [Prune.DiskReport] }
+
+    func run() throws {
+        if let disk { try DiskName.validate(disk) }
+        let vault = try vaultOptions.open()
+        let reports = try runJob(vault, kind: "prune", disk: disk, locks: [.exclusive], wait: lock.lockWait) { _ in
+            try Prune.run(vault, disk: disk, now: Clock.now(), dryRun: dryRun)
+        }
+        if output.json { printJSON(Listing(dryRun: dryRun, disks: reports)); return }
+        for r in reports {
+            print("disk \(r.disk) (policy \(r.policy)):")
+            for d in r.decisions {
+                print("  \(d.keep ? "keep  " : (dryRun ? "would remove" : "remove")) \(d.id)  \(d.reasons.joined(separator: "; "))")
+            }
+        }
+    }
+}
+
+struct RunDueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run-due",
+        abstract: "Back up every protected disk that is due by its policy; safe to call from cron or a timer every few minutes.",
+        discussion: "Each schedule slot runs once; a disk whose backup is already running is skipped. Exit 1 if any backup failed.")
+    @OptionGroup var vaultOptions: VaultOptions
+    @OptionGroup var output: OutputOptions
+
+    struct Run: Encodable { var disk: String; var slot: String; var outcome: String; var point: String?; var error: String? }
+
+    func run() throws {
+        let vault = try vaultOptions.open()
+        let now = Clock.now()
+        var runs: [Run] = []
+        for due in try Schedule.due(vault, now: now) {
+            let d = due.disk
+            var options = BackupOptions(disk: d.disk)
+            options.trigger = "scheduled"
+            options.policy = due.policy.name
+            options.now = now
+            options.withoutKeys = d.withoutKeys ?? false
+            options.keyVault = d.keyVault.map { KeyVaultAccess(keyVault: $0.keyVault, principal: $0.principal, credential: $0.credential) }
+            if let text = d.declareEncrypted { options.declared = try LayoutReader.Declaration(parsing: text) }
+            var run = Run(disk: d.disk, slot: Timestamp.format(due.slot), outcome: "completed")
+            do {
+                let manifest = try runJob(vault, kind: "backup", disk: d.disk, locks: [.disk(d.disk), .shared], wait: 0) { outcome in
+                    let m = try Backup(vault: vault, source: try ImageSource.open(d.source), options: options).run()
+                    outcome.bytes = m.source.size
+                    outcome.point = m.id
+                    return m
+                }
+                run.point = manifest.id
+            } catch let e as DiskVaultError where e.code == .alreadyExists && e.message.contains("is locked by") {
+                run.outcome = "skipped"
+                run.error = e.description
+            } catch {
+                run.outcome = "failed"
+                run.error = "\(error)"
+            }
+            runs.append(run)
+        }
+        if output.json {
+            printJSON(runs)
+        } else if runs.isEmpty {
+            print("nothing is due")
+        } else {
+            for r in runs { print("\(r.disk): \(r.outcome)\(r.point.map { " point \($0)" } ?? "")\(r.error.map { " — \($0)" } ?? "") (slot \(r.slot))") }
+        }
+        if runs.contains(where: { $0.outcome == "failed" }) { throw CommandFailed(status: 1) }
+    }
+}
+
+struct ScheduleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "schedule", abstract: "Print what runs scheduled backups without a resident daemon.",
+        subcommands: [Systemd.self])
+
+    struct Systemd: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a systemd service and timer that call run-due every 5 minutes.")
+        @OptionGroup var vaultOptions: VaultOptions
+        func run() throws {
+            let vault = absolutePath(try vaultOptions.location())
+            _ = try Vault.open(vault)
+            let binary = absolutePath(CommandLine.arguments[0])
+            print("""
+                # /etc/systemd/system/diskvault-run-due.service
+                [Unit]
+                Description=diskvault: back up the disks that are due in \(vault)
+                After=local-fs.target
+
+                [Service]
+                Type=oneshot
+                ExecStart=\(binary) run-due --vault \(vault)
+                Nice=10
+                IOSchedulingClass=best-effort
+                IOSchedulingPriority=7
+
+                # /etc/systemd/system/diskvault-run-due.timer
+                [Unit]
+                Description=diskvault: look for due backups every 5 minutes
+
+                [Timer]
+                OnCalendar=*:0/5
+                Persistent=true
+                RandomizedDelaySec=30
+
+                [Install]
+                WantedBy=timers.target
+
+                # Install with: systemctl daemon-reload && systemctl enable --now diskvault-run-due.timer
+                """)
+        }
+    }
+}
