@@ -81,7 +81,9 @@ public final class Backup {
                 let what = encrypted.map(KeyBackup.label).joined(separator: ", ")
                 throw DiskVaultError(.usage, "disk \(options.disk) is encrypted (\(what)): back it up with --keyvault KV --principal P --credential F, so that its keys are backed up with it (or --without-keys)")
             }
-            keyBackup = try KeyBackup.prepare(layout: layout, disk: options.disk, pointID: pointID, access: access, file: source.file, image: source.path)
+            keyBackup = try KeyBackup.prepare(
+                layout: layout, disk: options.disk, pointID: pointID, access: access, file: source.file, image: source.path,
+                previous: previous?.manifest.keyBackup)
         }
         // Digests known to be in the vault: the previous point's, then every chunk this run stores or finds.
         var known = Set<Digest256>()

@@ -38,6 +38,12 @@ public struct KeyBackupRecord: Codable, Sendable, Equatable {
         /// "fits", "unchecked" (e.g. an Argon2 key slot); a key that does not fit fails the backup.
         public var check: String
         public var checkDetail: String
+        /// SHA-256 of the volume's LUKS header and key-slot area when the key was checked: while it and the
+        /// secret version stay the same, the next point reuses the check instead of paying for PBKDF2 again.
+        public var headerDigest: String?
+        /// HMAC (under a key only the key vault holds) of the secret's stored value: a secret deleted and set
+        /// again with the same version number is not mistaken for the one checked before.
+        public var secretMAC: String?
     }
 }
 
@@ -78,7 +84,8 @@ enum KeyBackup {
     /// checks that it opens the volume, and seals the key backup for the point. Throws, writing nothing, when
     /// any of this fails.
     static func prepare(
-        layout: DiskLayout, disk: String, pointID: String, access: KeyVaultAccess, file: FileDescriptor, image: String
+        layout: DiskLayout, disk: String, pointID: String, access: KeyVaultAccess, file: FileDescriptor, image: String,
+        previous: KeyBackupRecord? = nil
     ) throws(DiskVaultError) -> (KeyBackupRecord, [UInt8]) {
         let kv: KeyVault
         do {
@@ -100,14 +107,25 @@ enum KeyBackup {
             }
             let bek = try kv.unwrappedValue(of: secret)
             let volume = VolumeBytes(file: file, image: image, offset: v.offset, size: v.size)
-            let check = try KeyCheck.check(bek: bek, volume: volume, encryption: v.encryption, source: "secret \(secret.name)")
+            let headerDigest = try luksHeaderDigest(volume, v.encryption)
+            let secretMAC = HMACSHA256.authenticationCode(key: kv.keyBackupKey, message: Array(secret.value.utf8)).hex
+            let check: KeyCheckResult
+            if let digest = headerDigest,
+                let before = previous?.keyVaultID == kv.config.id ? previous?.volumes.first(where: { $0.number == v.number }) : nil,
+                before.headerDigest == digest, before.secretMAC == secretMAC, before.secret == secret.name, before.secretVersion == secret.version,
+                before.keyVersion == secret.wrap?.keyVersion, before.check == "fits"
+            {
+                check = .fits(before.checkDetail.hasSuffix("(as at the previous point)") ? before.checkDetail : "\(before.checkDetail) (as at the previous point)")
+            } else {
+                check = try KeyCheck.check(bek: bek, volume: volume, encryption: v.encryption, source: "secret \(secret.name)")
+            }
             if case .doesNotFit(let why) = check {
                 throw DiskVaultError(.permission, "the key in secret \(secret.name) version \(secret.version) of key vault \(access.keyVault) does not open \(label(v)): \(why)")
             }
             var entry = KeyBackupRecord.Volume(
                 number: v.number, format: v.encryption.format, volumeID: secret.volume ?? ids.first ?? "", secret: secret.name,
                 secretVersion: secret.version, wrappedBy: secret.wrap?.key, keyVersion: secret.wrap?.keyVersion,
-                check: check.status, checkDetail: check.detail)
+                check: check.status, checkDetail: check.detail, headerDigest: headerDigest, secretMAC: secretMAC)
             if !contents.secrets.contains(secret) { contents.secrets.append(secret) }
             if let wrap = secret.wrap {
                 let kek = try kv.key(name: wrap.key, version: wrap.keyVersion)
@@ -118,6 +136,12 @@ enum KeyBackup {
         }
         let blob = AESGCM.seal(try JSON.encode(contents, pretty: false), key: kv.keyBackupKey, associatedData: Array("keybackup:\(disk)/\(pointID)".utf8))
         return (record, blob)
+    }
+
+    /// SHA-256 of a LUKS volume's header and key slots (everything before the payload, at most 32 MiB).
+    static func luksHeaderDigest(_ volume: VolumeBytes, _ e: VolumeEncryption) throws(DiskVaultError) -> String? {
+        guard e.format == "luks1" || e.format == "luks2", let end = e.payloadOffset, end > 0, end <= 32 << 20 else { return nil }
+        return SHA256.digest(try volume.read(0, Int(end), what: "LUKS header").bytes).hex
     }
 
     /// Opens a point's key backup with the key vault it came from.

@@ -191,6 +191,17 @@ final class EncryptedBackupTests: XCTestCase {
         XCTAssertEqual(try t.backup(image, disk: "d").status, 0)
         XCTAssertEqual(try t.pointCount("d"), 2)
 
+        // Unchanged header and secret: the next point reuses the check instead of paying for PBKDF2 again.
+        let again = try t.backup(image, disk: "d")
+        let reused = ((try again.json()["keyBackup"] as? [String: Any])?["volumes"] as? [[String: Any]])?.first
+        XCTAssertEqual(reused?["check"] as? String, "fits")
+        XCTAssertTrue((reused?["checkDetail"] as? String ?? "").contains("as at the previous point"), "\(reused ?? [:])")
+        // The passphrase is changed with cryptsetup: the header differs, the key is checked again and no longer fits.
+        try Tool.sh("printf 'a new passphrase' > \(t.s.file("new")); cryptsetup luksChangeKey -q --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file \(t.s.file("bek")) \(image) \(t.s.file("new"))")
+        let changed = try t.backup(image, disk: "d", expect: 1)
+        XCTAssertTrue(changed.stderr.contains("does not open"), changed.stderr)
+        XCTAssertEqual(try t.pointCount("d"), 3)
+
         // A principal without get/list: refused, nothing written.
         let weakCred = t.s.file("weak.cred")
         try t.run("keyvault", "access", "grant", t.kv, "--principal", "weak", "--secrets", "get", "--credential-out", weakCred)
