@@ -39,7 +39,7 @@ public struct BackupPolicy: Codable, Sendable, Equatable {
             retention: Retention(keepLast: keepLast, keepDaily: keepDaily, keepWeekly: keepWeekly, keepMonthly: keepMonthly, keepYearly: keepYearly))
     }
 
-    /// The policy's zone (validated when the policy was made, so UTC only for a policy built around validation).
+    /// `timeZone` as a `TimeZone`; the initializers have checked that the name is known.
     public var zone: TimeZone { TimeZone(identifier: timeZone) ?? TimeZone(identifier: "UTC")! }
 
     static func validateName(_ name: String) throws(DiskVaultError) {
