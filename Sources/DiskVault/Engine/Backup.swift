@@ -96,7 +96,8 @@ public final class Backup {
 
         let workers = max(1, options.threads)
         let depth = pipelineDepth(workers: workers, chunkSize: chunkSize)
-        let pool = BufferPool(count: depth + workers + 1, capacity: chunkSize)
+        // The reader fills one while each worker holds one and one more waits: memory stays bounded by the pool.
+        let pool = BufferPool(count: workers + 2, capacity: chunkSize)
         let chunks = vault.chunks
         let total = source.size
 
