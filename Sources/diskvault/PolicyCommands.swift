@@ -83,7 +83,7 @@ struct ProtectCommand: ParsableCommand {
             let absolute = source.hasPrefix("/") ? source : FileManager.default.currentDirectoryPath + "/" + source
             try vault.protect(ProtectedDisk(
                 disk: disk, source: absolute, policy: policy,
-                keyVault: access.map { .init(keyVault: absolutePath($0.keyVault), principal: $0.principal, credential: absolutePath($0.credential)) },
+                keyVault: access.map { KeyVaultAccess(keyVault: absolutePath($0.keyVault), principal: $0.principal, credential: absolutePath($0.credential)) },
                 declareEncrypted: declareEncrypted, withoutKeys: withoutKeys ? true : nil, created: Timestamp.format(Clock.now())))
             print("protecting disk \(disk): \(absolute) under policy \(policy)")
         }
@@ -169,7 +169,7 @@ struct RunDueCommand: ParsableCommand {
             options.policy = due.policy.name
             options.now = now
             options.withoutKeys = d.withoutKeys ?? false
-            options.keyVault = d.keyVault.map { KeyVaultAccess(keyVault: $0.keyVault, principal: $0.principal, credential: $0.credential) }
+            options.keyVault = d.keyVault
             if let text = d.declareEncrypted { options.declared = try LayoutReader.Declaration(parsing: text) }
             var run = Run(disk: d.disk, slot: Timestamp.format(due.slot), outcome: "completed")
             do {

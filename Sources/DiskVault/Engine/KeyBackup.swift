@@ -1,7 +1,7 @@
 import Foundation
 
 /// How backup and restore reach a key vault: as a principal, with the credential `access grant` issued.
-public struct KeyVaultAccess: Sendable {
+public struct KeyVaultAccess: Codable, Sendable, Equatable {
     public var keyVault: String
     public var principal: String
     public var credential: String

@@ -6,24 +6,12 @@ public struct ProtectedDisk: Codable, Sendable, Equatable {
     public var disk: String
     public var source: String
     public var policy: String
-    public var keyVault: KeyVaultSettings?
+    public var keyVault: KeyVaultAccess?
     public var declareEncrypted: String?
     public var withoutKeys: Bool?
     public var created: String
 
-    public struct KeyVaultSettings: Codable, Sendable, Equatable {
-        public var keyVault: String
-        public var principal: String
-        public var credential: String
-
-        public init(keyVault: String, principal: String, credential: String) {
-            self.keyVault = keyVault
-            self.principal = principal
-            self.credential = credential
-        }
-    }
-
-    public init(disk: String, source: String, policy: String, keyVault: KeyVaultSettings?, declareEncrypted: String?, withoutKeys: Bool?, created: String) {
+    public init(disk: String, source: String, policy: String, keyVault: KeyVaultAccess?, declareEncrypted: String?, withoutKeys: Bool?, created: String) {
         self.disk = disk
         self.source = source
         self.policy = policy

@@ -251,4 +251,26 @@ final class EncryptedBackupTests: XCTestCase {
         XCTAssertEqual(wrong.status, 1)
         XCTAssertTrue(wrong.stderr.contains("wrong passphrase"), wrong.stderr)
     }
+
+    /// A protected encrypted disk: run-due backs it up with its key vault settings, no other arguments.
+    func testRunDueBacksUpAProtectedEncryptedDiskWithItsKeys() throws {
+        try Tool.require("cryptsetup")
+        let t = try Setup(self)
+        let image = t.s.file("luks2.img"), key = t.s.file("key")
+        try Tool.sh("""
+            head -c 32 /dev/urandom > \(key); truncate -s 20M \(image)
+            cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file \(key) \(image)
+            """)
+        let uuid = try Tool.sh("cryptsetup luksUUID \(image)").trimmingCharacters(in: .whitespacesAndNewlines)
+        try t.run("keyvault", "secret", "set", t.kv, "--name", "k", "--file", key, "--volume", uuid)
+        let add = try Tool.run(Tool.diskvault, ["protect", "add", "--vault", t.vault, "--disk", "enc", "--source", image] + t.asBackup)
+        XCTAssertEqual(add.status, 0, add.output)
+        let run = try Tool.run(Tool.diskvault, ["run-due", "--vault", t.vault], environment: ["DISKVAULT_NOW": "2026-11-20T02:30:00Z"])
+        XCTAssertEqual(run.status, 0, run.output)
+        let points = try XCTUnwrap(try Tool.dv("points", "--vault", t.vault, "--disk", "enc", "--json").json()["points"] as? [[String: Any]])
+        XCTAssertEqual(points.count, 1)
+        XCTAssertEqual(points.first?["trigger"] as? String, "scheduled")
+        let volume = ((points.first?["keyBackup"] as? [String: Any])?["volumes"] as? [[String: Any]])?.first
+        XCTAssertEqual(volume?["check"] as? String, "fits")
+    }
 }
