@@ -19,7 +19,7 @@ let package = Package(
     dependencies: [
         .package(path: ".."),
         .package(
-            url: "https://github.com/ordo-one/package-benchmark",
+            url: "https://github.com/ordo-one/benchmark",
             from: "1.38.1",
             traits: ["MallocInterposer"]
         ),
@@ -29,11 +29,11 @@ let package = Package(
             name: "Throughput",
             dependencies: [
                 .product(name: "DiskVault", package: mainPackage),
-                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/Throughput",
             plugins: [
-                .plugin(name: "BenchmarkPlugin", package: "package-benchmark")
+                .plugin(name: "BenchmarkPlugin", package: "benchmark")
             ]
         )
     ],
