@@ -115,9 +115,9 @@ final class BitLockerKeyCheckTests: XCTestCase {
         // Only one of the two copies of the identifier changed: the file contradicts itself.
         var half = bek
         half[Self.headerGUIDOffset] ^= 0xFF
-        assertCorrupt(try BitLockerStartupKey.parse(half, source: "half.BEK"), source: "half.BEK",
+        assertCorrupt(try BitLockerStartupKey.parse(half, source: "half.BEK"), path: "half.BEK",
                       mentions: ["header names key", "external key entry"])
-        assertCorrupt(try BitLockerKeyCheck.check(bek: half, bekSource: "half.BEK", volume: v), source: "half.BEK",
+        assertCorrupt(try BitLockerKeyCheck.check(bek: half, bekSource: "half.BEK", volume: v), path: "half.BEK",
                       mentions: ["header names key"])
     }
 
@@ -126,18 +126,18 @@ final class BitLockerKeyCheckTests: XCTestCase {
     func testNotABEKIsAClearError() throws {
         let (dir, bek) = try fixtureBEK()
         let v = try volume("\(dir)/\(Self.startupImage)")
-        assertCorrupt(try BitLockerKeyCheck.check(bek: [], bekSource: "empty.BEK", volume: v), source: "empty.BEK",
+        assertCorrupt(try BitLockerKeyCheck.check(bek: [], bekSource: "empty.BEK", volume: v), path: "empty.BEK",
                       mentions: ["not a BitLocker startup key", "0 bytes"])
         assertCorrupt(try BitLockerKeyCheck.check(bek: Array("correct horse battery staple, a passphrase\n".utf8),
                                                   bekSource: "passphrase.txt", volume: v),
-                      source: "passphrase.txt", mentions: ["not a BitLocker startup key"])
+                      path: "passphrase.txt", mentions: ["not a BitLocker startup key"])
         // The volume's own first sector is no .BEK either.
         let boot = try volume("\(dir)/\(Self.startupImage)").read(0, 512, what: "boot").bytes
-        assertCorrupt(try BitLockerStartupKey.parse(boot, source: "boot"), source: "boot",
+        assertCorrupt(try BitLockerStartupKey.parse(boot, source: "boot"), path: "boot",
                       mentions: ["not a BitLocker startup key"])
 
         var longer = bek + [0, 0, 0, 0]
-        assertCorrupt(try BitLockerStartupKey.parse(longer, source: "long"), source: "long",
+        assertCorrupt(try BitLockerStartupKey.parse(longer, source: "long"), path: "long",
                       mentions: ["metadata size is 156 bytes, the file has 160"])
         longer.replaceSubrange(0..<4, with: le32(160))
         XCTAssertEqual(try BitLockerStartupKey.parse(longer, source: "long").keyGUID, Self.bekGUID,
@@ -145,18 +145,18 @@ final class BitLockerKeyCheckTests: XCTestCase {
 
         var noKey = bek
         noKey[0x74] = 0x03  // the key property's value type: a stretch key instead
-        assertCorrupt(try BitLockerStartupKey.parse(noKey, source: "nokey"), source: "nokey", mentions: ["holds no key"])
+        assertCorrupt(try BitLockerStartupKey.parse(noKey, source: "nokey"), path: "nokey", mentions: ["holds no key"])
         var noEntry = bek
         noEntry[0x32] = 0x07  // the entry type: a description instead of a startup key
-        assertCorrupt(try BitLockerStartupKey.parse(noEntry, source: "noentry"), source: "noentry",
+        assertCorrupt(try BitLockerStartupKey.parse(noEntry, source: "noentry"), path: "noentry",
                       mentions: ["no external key entry"])
         var shortKey = bek
         shortKey[0x70] = 0x2B  // the key property one byte shorter, the rest of the entry unaccounted for
-        assertCorrupt(try BitLockerStartupKey.parse(shortKey, source: "short"), source: "short",
+        assertCorrupt(try BitLockerStartupKey.parse(shortKey, source: "short"), path: "short",
                       mentions: ["31 bytes of key"])
         var overrun = bek
         overrun[0x30] = 0xFF  // the startup key entry runs past the file
-        assertCorrupt(try BitLockerStartupKey.parse(overrun, source: "overrun"), source: "overrun",
+        assertCorrupt(try BitLockerStartupKey.parse(overrun, source: "overrun"), path: "overrun",
                       mentions: ["entry at byte 48 has size 255"])
     }
 
@@ -177,7 +177,7 @@ final class BitLockerKeyCheckTests: XCTestCase {
         // Every truncation: the size field no longer matches, or the header is gone.
         for length in 0..<bek.count {
             assertCorrupt(try BitLockerKeyCheck.check(bek: Array(bek.prefix(length)), bekSource: "cut.BEK", volume: v),
-                          source: "cut.BEK", mentions: [], "cut to \(length) bytes")
+                          path: "cut.BEK", mentions: [], "cut to \(length) bytes")
         }
 
         // Every byte changed three ways: a clear error, or a verdict; it fits only when neither the key nor the
@@ -209,7 +209,7 @@ final class BitLockerKeyCheckTests: XCTestCase {
         XCTAssertGreaterThan(verdicts, 0)
 
         // Random bytes, and random entries behind a well-formed header (so the entry walk sees them).
-        var random = KeyCheckRandom(seed: 0xBE4_F11E)
+        var random = SeededRandom(seed: 0xBE4_F11E)
         for round in 0..<3000 {
             let length = Int(random.next() % 320)
             var bytes = (0..<length).map { _ in random.byte() }
@@ -236,7 +236,7 @@ final class BitLockerKeyCheckTests: XCTestCase {
     // MARK: AES-CCM
 
     func testAESCCMRoundTripsAndRefusesAnyChange() {
-        var random = KeyCheckRandom(seed: 0xCC_A7)
+        var random = SeededRandom(seed: 0xCC_A7)
         for keySize in [16, 32] {
             for length in [0, 1, 15, 16, 17, 44, 100, 4096] {
                 let key = (0..<keySize).map { _ in random.byte() }
@@ -326,35 +326,5 @@ final class BitLockerKeyCheckTests: XCTestCase {
     func le16(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8)] }
     func le32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(v >> (8 * $0) & 0xFF) } }
 
-    func assertCorrupt<T>(_ body: @autoclosure () throws -> T, source: String, mentions: [String],
-                          _ context: String = "", file: StaticString = #filePath, line: UInt = #line) {
-        do {
-            let value = try body()
-            XCTFail("\(context): expected a corrupt error, got \(value)", file: file, line: line)
-        } catch let error as DiskVaultError {
-            XCTAssertEqual(error.code, .corrupt, context, file: file, line: line)
-            XCTAssertEqual(error.path, source, context, file: file, line: line)
-            XCTAssertFalse(error.message.isEmpty, context, file: file, line: line)
-            for text in mentions {
-                XCTAssertTrue(error.message.contains(text), "\(context): \"\(error.message)\" does not say \"\(text)\"",
-                              file: file, line: line)
-            }
-        } catch {
-            XCTFail("\(context): not a DiskVaultError: \(error)", file: file, line: line)
-        }
-    }
 }
 
-/// SplitMix64: reproducible bytes for the random .BEK files and keys.
-private struct KeyCheckRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func byte() -> UInt8 { UInt8(truncatingIfNeeded: next()) }
-}

@@ -93,7 +93,7 @@ final class BitLockerTests: XCTestCase {
         try write([UInt8](repeating: 0, count: 1 << 20), to: zeros)
         XCTAssertNil(try BitLockerHeader.read(volume(zeros)))
 
-        var random = SeededBytes(seed: 0xB17_10C4)
+        var random = SeededRandom(seed: 0xB17_10C4)
         let noise = scratch.file("random.img")
         try write((0..<(1 << 20)).map { _ in random.byte() }, to: noise)
         XCTAssertNil(try BitLockerHeader.read(volume(noise)))
@@ -347,7 +347,7 @@ final class BitLockerTests: XCTestCase {
     func testRandomDamageNeverCrashes() throws {
         let (path, offsets) = try scratchCopy("bitlk-aes-xts-128.img")
         let originals = try offsets.map { try readBytes(path, at: $0, count: 65536) }
-        var random = SeededBytes(seed: 42)
+        var random = SeededRandom(seed: 42)
         var results = 0, errors = 0
         for round in 0..<400 {
             for _ in 0..<(1 + Int(random.next() % 4)) {
@@ -438,22 +438,6 @@ final class BitLockerTests: XCTestCase {
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
 
-    func assertCorrupt(_ body: @autoclosure () throws -> VolumeEncryption?, path: String, mentions: [String],
-                       _ context: String = "", file: StaticString = #filePath, line: UInt = #line) {
-        do {
-            let e = try body()
-            XCTFail("\(context): expected a corrupt error, got \(String(describing: e))", file: file, line: line)
-        } catch let error as DiskVaultError {
-            XCTAssertEqual(error.code, .corrupt, context, file: file, line: line)
-            XCTAssertEqual(error.path, path, context, file: file, line: line)
-            for text in mentions {
-                XCTAssertTrue(error.message.contains(text), "\(context): \"\(text)\" not in: \(error.message)",
-                              file: file, line: line)
-            }
-        } catch {
-            XCTFail("\(context): not a DiskVaultError: \(error)", file: file, line: line)
-        }
-    }
 }
 
 /// What `cryptsetup bitlkDump` prints, parsed: the independent reader the parser must agree with.
@@ -532,16 +516,3 @@ private struct BitlkDump {
     }
 }
 
-/// A small seeded generator, so a failing random case can be replayed.
-private struct SeededBytes {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func byte() -> UInt8 { UInt8(truncatingIfNeeded: next()) }
-}

@@ -5,24 +5,13 @@ import XCTest
 /// Flips random bytes of real headers thousands of times: every read must end in a layout or a clear
 /// `DiskVaultError` — no crash, no hang, no other error.
 final class HeaderMutationTests: XCTestCase {
-    /// A small deterministic generator, so that a failure can be replayed from its seed.
-    struct XorShift: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            return state
-        }
-    }
-
     func mutate(_ fixture: String, regions: [Range<UInt64>], iterations: Int, seed: UInt64) throws -> (errors: Int, layouts: Int) {
         let s = try Scratch(self)
         let path = s.file("mutant.img")
         try Tool.sh("cp --sparse=always '\(fixture)' \(path)")
         let file = try FileDescriptor(path: path, flags: O_RDWR)
         let size = try file.status().size
-        var rng = XorShift(state: seed)
+        var rng = SeededRandom(seed: seed)
         var errors = 0, layouts = 0
         for iteration in 0..<iterations {
             var saved: [(UInt64, UInt8)] = []

@@ -1,3 +1,4 @@
+import DiskVault
 import Foundation
 import XCTest
 
@@ -200,4 +201,38 @@ func treeListing(_ path: String) -> [String] {
 /// A vault's tree without its job records and locks: what a refused command must leave unchanged.
 func vaultContents(_ vault: String) -> [String] {
     treeListing(vault).filter { !$0.hasPrefix("jobs") && !$0.hasPrefix("locks") }
+}
+
+/// SplitMix64: reproducible random bytes, so that a failing random case can be replayed from its seed.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func byte() -> UInt8 { UInt8(truncatingIfNeeded: next()) }
+}
+
+/// Asserts that `body` fails with a `.corrupt` DiskVaultError naming `path` and saying each of `mentions`.
+func assertCorrupt<T>(
+    _ body: @autoclosure () throws -> T, path: String, mentions: [String] = [], _ context: String = "",
+    file: StaticString = #filePath, line: UInt = #line
+) {
+    do {
+        let value = try body()
+        XCTFail("\(context): expected a corrupt error, got \(value)", file: file, line: line)
+    } catch let error as DiskVaultError {
+        XCTAssertEqual(error.code, .corrupt, context, file: file, line: line)
+        XCTAssertEqual(error.path, path, context, file: file, line: line)
+        XCTAssertFalse(error.message.isEmpty, context, file: file, line: line)
+        for text in mentions {
+            XCTAssertTrue(error.message.contains(text), "\(context): \"\(error.message)\" does not say \"\(text)\"", file: file, line: line)
+        }
+    } catch {
+        XCTFail("\(context): not a DiskVaultError: \(error)", file: file, line: line)
+    }
 }
