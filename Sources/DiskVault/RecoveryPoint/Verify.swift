@@ -78,6 +78,13 @@ public final class Verify {
         for point in selected {
             let name = "\(point.disk)@\(point.id)"
             report.points.append(name)
+            // An encrypted disk's point is only as good as its key backup.
+            if let keys = point.manifest.keyBackup {
+                let key = "\(RecoveryPoint.prefix(disk: point.disk))/\(point.id)/\(keys.blob)"
+                if (try? vault.storage.head(key)).flatMap({ $0 }) == nil {
+                    report.problems.append(.init(kind: "point", chunk: nil, message: "key backup of point \(point.id) is missing: \(vault.location)/\(key)", points: [name]))
+                }
+            }
             let index: ChunkIndex
             do {
                 index = try vault.index(of: point)

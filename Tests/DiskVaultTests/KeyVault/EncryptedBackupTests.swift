@@ -103,6 +103,15 @@ final class EncryptedBackupTests: XCTestCase {
         // qemu itself opens the disk the way the arguments say.
         try Tool.sh("qemu-img info --object secret,id=k,file=\(t.s.file("exported.key")) --image-opts driver=luks,key-secret=k,file.filename=\(t.s.file("r.img")) >/dev/null")
 
+        // verify notices a point whose key backup is gone.
+        XCTAssertEqual(try Tool.dv("verify", "--vault", t.vault).status, 0)
+        let keysBlob = "\(t.vault)/disks/web/points/\(id)/keys"
+        try FileManager.default.moveItem(atPath: keysBlob, toPath: t.s.file("keys.aside"))
+        let verify = try Tool.dv("verify", "--vault", t.vault)
+        XCTAssertEqual(verify.status, 1)
+        XCTAssertTrue(verify.stdout.contains("key backup of point \(id) is missing"), verify.stdout)
+        try FileManager.default.moveItem(atPath: t.s.file("keys.aside"), toPath: keysBlob)
+
         // --replace over an encrypted disk is refused.
         let replace = try t.restore(disk: "web", target: t.s.file("r.img"), ["--replace"], expect: 2)
         XCTAssertTrue(replace.stderr.contains("restoring over an existing disk is not supported for encrypted disks"), replace.stderr)
