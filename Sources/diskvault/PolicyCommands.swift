@@ -173,7 +173,17 @@ struct RunDueCommand: ParsableCommand {
             if let text = d.declareEncrypted { options.declared = try LayoutReader.Declaration(parsing: text) }
             var run = Run(disk: d.disk, slot: Timestamp.format(due.slot), outcome: "completed")
             do {
-                let manifest = try runJob(vault, kind: "backup", disk: d.disk, locks: [.disk(d.disk), .shared], wait: 0) { outcome in
+                // Hold the disk, then look again: another run-due may have backed it up since the list was made.
+                let diskLock = try VaultLock.acquire(.disk(d.disk), root: vault.location, purpose: "backup of disk \(d.disk)")
+                defer { diskLock.release() }
+                for stale in diskLock.takenOver { Terminal.warning("took over \(stale)") }
+                guard try Schedule.due(vault, now: now).contains(where: { $0.disk.disk == d.disk }) else {
+                    run.outcome = "skipped"
+                    run.error = "backed up by another run meanwhile"
+                    runs.append(run)
+                    continue
+                }
+                let manifest = try runJob(vault, kind: "backup", disk: d.disk, locks: [.shared], wait: 0) { outcome in
                     let m = try Backup(vault: vault, source: try ImageSource.open(d.source), options: options).run()
                     outcome.bytes = m.source.size
                     outcome.point = m.id
