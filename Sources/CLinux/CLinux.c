@@ -6,6 +6,10 @@
 #include <stdio.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <linux/fs.h>
 
@@ -24,3 +28,52 @@ int dv_block_device_size(int fd, unsigned long long *size) {
 }
 int dv_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 int dv_start_writeback(int fd, long long offset, long long length) { return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE); }
+
+#define DV_CLEANUP_SLOTS 64
+static char *volatile dv_cleanup_paths[DV_CLEANUP_SLOTS];
+static pthread_mutex_t dv_cleanup_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int dv_cleanup_register(const char *path) {
+    char *copy = strdup(path);
+    if (!copy) return -1;
+    pthread_mutex_lock(&dv_cleanup_lock);
+    for (int i = 0; i < DV_CLEANUP_SLOTS; i++) {
+        if (!dv_cleanup_paths[i]) {
+            dv_cleanup_paths[i] = copy;
+            pthread_mutex_unlock(&dv_cleanup_lock);
+            return i;
+        }
+    }
+    pthread_mutex_unlock(&dv_cleanup_lock);
+    free(copy);
+    return -1;
+}
+
+void dv_cleanup_unregister(int slot) {
+    if (slot < 0 || slot >= DV_CLEANUP_SLOTS) return;
+    pthread_mutex_lock(&dv_cleanup_lock);
+    char *p = dv_cleanup_paths[slot];
+    dv_cleanup_paths[slot] = NULL;
+    pthread_mutex_unlock(&dv_cleanup_lock);
+    free(p);
+}
+
+/* Only async-signal-safe calls: unlink, signal, raise. */
+static void dv_cleanup_handler(int sig) {
+    for (int i = 0; i < DV_CLEANUP_SLOTS; i++) {
+        char *p = dv_cleanup_paths[i];
+        if (p) unlink(p);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void dv_cleanup_install(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = dv_cleanup_handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}

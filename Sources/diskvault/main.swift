@@ -5,6 +5,7 @@ import ArgumentParser
 import DiskVault
 
 // Exit status is a contract: 0 success, 1 a failure the message explains, 2 bad usage.
+InterruptCleanup.install()
 do {
     var command = try DiskVaultCommand.parseAsRoot()
     try command.run()

@@ -18,4 +18,10 @@ int dv_block_device_size(int fd, unsigned long long *size);
 int dv_start_writeback(int fd, long long offset, long long length);
 /// memfd_create(name, MFD_CLOEXEC): an anonymous file in memory (fuzzing feeds parsers through one).
 int dv_memfd(const char *name);
+/// Files to remove if the process is stopped by SIGINT, SIGTERM or SIGHUP (a restore's temporary disk, a lock).
+/// Register returns a slot (or -1 when all are in use); the handler unlinks every registered path, then lets the
+/// signal take its default action. Install once.
+int dv_cleanup_register(const char *path);
+void dv_cleanup_unregister(int slot);
+void dv_cleanup_install(void);
 #endif

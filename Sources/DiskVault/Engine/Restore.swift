@@ -71,6 +71,8 @@ public final class Restore {
         var result = RestoreResult(
             disk: point.disk, point: point.id, target: target, size: index.imageSize,
             writtenBytes: 0, holeBytes: 0, chunks: index.count, seconds: 0)
+        let cleanup = InterruptCleanup.register(tmp)
+        defer { cleanup.cancel() }
         do throws(DiskVaultError) {
             let file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644, doing: "cannot create")
             try file.truncate(to: index.imageSize)

@@ -51,12 +51,14 @@ public final class VaultLock {
     /// Stale locks this acquisition found and took over, for the caller to report.
     public private(set) var takenOver: [String] = []
     private var released = false
+    private let cleanup: InterruptCleanup.Registration
 
     init(dir: String, path: String, holder: LockHolder, takenOver: [String]) {
         self.dir = dir
         self.path = path
         self.holder = holder
         self.takenOver = takenOver
+        cleanup = InterruptCleanup.register(path)
     }
 
     deinit { release() }
@@ -64,6 +66,7 @@ public final class VaultLock {
     public func release() {
         guard !released else { return }
         released = true
+        cleanup.cancel()
         unlink(path)
     }
 

@@ -108,6 +108,37 @@ final class DamageAndFailureTests: XCTestCase {
         XCTAssertTrue(try fileBytesEqual(big, s.file("r.img")))
     }
 
+    /// Ctrl-C (SIGINT) or SIGTERM mid-way: no half-written disk beside the target, no lock left behind.
+    func testInterruptedRestoreAndBackupLeaveNothingBehind() throws {
+        let s = try Scratch(self)
+        let (vault, _, _) = try makeVaultWithPoint(s, megabytes: 4, chunkSize: "64KiB")
+        let big = s.file("big.img")
+        try Tool.sh("head -c 48M /dev/urandom > \(big); yes 'text' | head -c 48M >> \(big)")
+        XCTAssertEqual(try Tool.dv("backup", big, "--vault", vault, "--disk", "big").status, 0)
+
+        let target = s.file("restored.img")
+        let restore = try Tool.start(["restore", "--vault", vault, "--disk", "big", "--target", target, "--threads", "1"])
+        func partial() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: s.path)) ?? []).filter { $0.contains("diskvault-restore") }
+        }
+        for _ in 0..<500 where partial().isEmpty { Thread.sleep(forTimeInterval: 0.002) }
+        XCTAssertFalse(partial().isEmpty, "the restore had begun")
+        kill(restore.processIdentifier, SIGINT)
+        restore.waitUntilExit()
+        XCTAssertEqual(restore.terminationReason, .uncaughtSignal)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: target))
+        XCTAssertEqual(partial(), [], "no half-written disk left")
+        XCTAssertEqual(treeListing("\(vault)/locks"), [], "its lock went with it")
+
+        let backup = try Tool.start(["backup", big, "--vault", vault, "--disk", "again"])
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: "\(vault)/locks/disk-again.json") { Thread.sleep(forTimeInterval: 0.01) }
+        kill(backup.processIdentifier, SIGTERM)
+        backup.waitUntilExit()
+        XCTAssertEqual(backup.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(treeListing("\(vault)/locks"), [], "no lock left behind")
+        XCTAssertEqual(try Tool.dv("verify", "--vault", vault).status, 0)
+    }
+
     func testFullDiskFailsClearlyAndLeavesNoPartialPoint() throws {
         let s = try Scratch(self)
         let mount = s.file("small")
