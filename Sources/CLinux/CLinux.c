@@ -77,3 +77,4 @@ void dv_cleanup_install(void) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 }
+int dv_o_direct(void) { return O_DIRECT; }

@@ -18,6 +18,8 @@ int dv_block_device_size(int fd, unsigned long long *size);
 int dv_start_writeback(int fd, long long offset, long long length);
 /// memfd_create(name, MFD_CLOEXEC): an anonymous file in memory (fuzzing feeds parsers through one).
 int dv_memfd(const char *name);
+/// The O_DIRECT open flag (needs _GNU_SOURCE, which Glibc's module does not define).
+int dv_o_direct(void);
 /// Files to remove if the process is stopped by SIGINT, SIGTERM or SIGHUP (a restore's temporary disk, a lock).
 /// Register returns a slot (or -1 when all are in use); the handler unlinks every registered path, then lets the
 /// signal take its default action. Install once.

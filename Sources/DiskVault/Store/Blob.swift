@@ -11,6 +11,8 @@ public enum Blob {
     public static let magic: [UInt8] = Array("dvblob".utf8)
     public static let version: UInt8 = 1
     public static let headerSize = 12
+    /// Blobs are written in whole multiples of this where the file system takes direct I/O.
+    public static let directIOAlignment = 4096
 
     public struct Flags: OptionSet, Sendable {
         public let rawValue: UInt8

@@ -4,26 +4,34 @@ public final class BlobCodec {
     public let deflater = IsalDeflater()
     public let inflater = IsalInflater()
     public let blobBuffer: ByteBuffer
-    private let header = ByteBuffer(capacity: Blob.headerSize)
 
+    /// Blobs are assembled whole in one aligned buffer, with room to round a write up to 4 KiB, so the vault
+    /// can write them with direct I/O.
     public init(chunkSize: Int) {
-        blobBuffer = ByteBuffer(capacity: Blob.headerSize + ZlibDeflater.bound(chunkSize))
+        blobBuffer = ByteBuffer(capacity: Blob.headerSize + ZlibDeflater.bound(chunkSize) + Blob.directIOAlignment)
     }
 
-    /// The blob for `chunk` as header + payload parts, deflated when it pays (at least 1/8 smaller).
-    func encode(_ chunk: UnsafeRawBufferPointer, mayCompress: Bool) -> (parts: [UnsafeRawBufferPointer], compressed: Bool) {
-        var payload = chunk
+    /// The blob for `chunk`, deflated when it pays (at least 1/8 smaller), in `blobBuffer`: its bytes, and the same
+    /// start rounded up to the direct-I/O alignment.
+    func encode(_ chunk: UnsafeRawBufferPointer, mayCompress: Bool) -> (blob: UnsafeRawBufferPointer, padded: UnsafeRawBufferPointer, compressed: Bool) {
+        let payloadArea = UnsafeMutableRawBufferPointer(rebasing: blobBuffer.storage[Blob.headerSize...])
         var flags: Blob.Flags = []
+        var n = 0
         if mayCompress && CompressibilityProbe.worthTrying(chunk) {
-            let limit = chunk.count - chunk.count / 8
-            let out = blobBuffer.mutablePrefix(min(blobBuffer.capacity, limit))
-            if let n = deflater.compress(chunk, into: out) {
-                payload = blobBuffer.prefix(n)
+            let limit = min(payloadArea.count, chunk.count - chunk.count / 8)
+            if let c = deflater.compress(chunk, into: UnsafeMutableRawBufferPointer(rebasing: payloadArea[..<limit])) {
+                n = c
                 flags.insert(.zlib)
             }
         }
-        Blob.makeHeader(flags: flags, payload: payload, into: header.storage)
-        return ([header.prefix(Blob.headerSize), payload], !flags.isEmpty)
+        if flags.isEmpty {
+            UnsafeMutableRawBufferPointer(rebasing: payloadArea[..<chunk.count]).copyMemory(from: chunk)
+            n = chunk.count
+        }
+        Blob.makeHeader(flags: flags, payload: UnsafeRawBufferPointer(rebasing: payloadArea[..<n]), into: blobBuffer.storage)
+        let length = Blob.headerSize + n
+        let padded = (length + Blob.directIOAlignment - 1) / Blob.directIOAlignment * Blob.directIOAlignment
+        return (blobBuffer.prefix(length), blobBuffer.prefix(min(padded, blobBuffer.capacity)), !flags.isEmpty)
     }
 }
 
@@ -57,9 +65,9 @@ public final class ChunkStore: Sendable {
     public func store(
         _ chunk: UnsafeRawBufferPointer, digest: Digest256, mayCompress: Bool, codec: BlobCodec
     ) throws(DiskVaultError) -> StoreOutcome {
-        let (parts, compressed) = codec.encode(chunk, mayCompress: mayCompress)
-        let written = try storage.putIfAbsent(Self.key(digest), parts, durable: false)
-        return StoreOutcome(written: written, blobBytes: parts.reduce(0) { $0 + $1.count }, compressed: compressed)
+        let (blob, padded, compressed) = codec.encode(chunk, mayCompress: mayCompress)
+        let written = try storage.putBlobIfAbsent(Self.key(digest), padded: padded, length: blob.count)
+        return StoreOutcome(written: written, blobBytes: blob.count, compressed: compressed)
     }
 
     /// Reads the blob of `digest`, checks CRC, inflates into `output` and checks length and digest.

@@ -29,9 +29,17 @@ public protocol VaultStorage: Sendable {
 
     /// Makes every object put so far durable (one flush rather than one per object).
     func barrier() throws(DiskVaultError)
+
+    /// `putIfAbsent` of a chunk blob of `length` bytes at the start of `padded`, a 4 KiB-aligned buffer at least
+    /// `length` rounded up to 4 KiB long, so that a backend may write it with direct I/O. Durable after `barrier()`.
+    func putBlobIfAbsent(_ key: String, padded: UnsafeRawBufferPointer, length: Int) throws(DiskVaultError) -> Bool
 }
 
 extension VaultStorage {
+    public func putBlobIfAbsent(_ key: String, padded: UnsafeRawBufferPointer, length: Int) throws(DiskVaultError) -> Bool {
+        try putIfAbsent(key, [UnsafeRawBufferPointer(rebasing: padded[..<length])], durable: false)
+    }
+
     public func putIfAbsent(_ key: String, _ bytes: [UInt8], durable: Bool) throws(DiskVaultError) -> Bool {
         try bytes.withBytes { (b) throws(DiskVaultError) in try putIfAbsent(key, [b], durable: durable) }
     }

@@ -24,6 +24,12 @@ public final class FileDescriptor: @unchecked Sendable {
         if !closed { _ = Glibc.close(fd) }
     }
 
+    /// `path` opened again for writing with O_DIRECT, or nil where the file system does not take direct I/O.
+    public static func openDirect(_ path: String) -> FileDescriptor? {
+        let fd = Glibc.open(path, O_WRONLY | O_CLOEXEC | dv_o_direct())
+        return fd < 0 ? nil : FileDescriptor(adopting: fd, path: path)
+    }
+
     /// Closes now, reporting a failure (a deferred write error can surface here).
     public func close() throws(DiskVaultError) {
         guard !closed else { return }
