@@ -97,8 +97,7 @@ public final class Backup {
         let workers = max(1, options.threads)
         let depth = pipelineDepth(workers: workers, chunkSize: chunkSize)
         // The reader fills one while each worker holds one and one more waits: memory stays bounded by the pool.
-        // Each chunk is read after room for a blob header, so an incompressible chunk becomes its blob in place.
-        let pool = BufferPool(count: workers + 2, capacity: Blob.headerSize + chunkSize + Blob.directIOAlignment)
+        let pool = BufferPool(count: workers + 2, capacity: chunkSize)
         let chunks = vault.chunks
         let total = source.size
 
@@ -114,14 +113,13 @@ public final class Backup {
                 produce: { emit in try self.read(chunkSize: chunkSize, pool: pool, ciphertext: ciphertext, emit: emit) },
                 makeWorker: {
                     let codec = BlobCodec(chunkSize: chunkSize)
-                    let h = Blob.headerSize
                     return { (item: Item) throws(DiskVaultError) -> Output in
                         switch item {
                         case .hole(let n):
                             return .zero(length: n, hole: n)
                         case .data(let buffer, let n, let readBytes, let mayCompress):
                             defer { pool.give(buffer) }
-                            let bytes = UnsafeRawBufferPointer(rebasing: buffer.storage[h..<h + n])
+                            let bytes = buffer.prefix(n)
                             if isAllZero(bytes) { return .zero(length: n, hole: n - readBytes) }
                             let digest = SHA256.digest(bytes)
                             if present.withLock({ $0.contains(digest) }) {
@@ -129,7 +127,7 @@ public final class Backup {
                             }
                             var outcome: ChunkStore.StoreOutcome? = nil
                             if try !chunks.contains(digest) {
-                                outcome = try chunks.store(bytes, digest: digest, mayCompress: mayCompress, codec: codec, inPlace: buffer)
+                                outcome = try chunks.store(bytes, digest: digest, mayCompress: mayCompress, codec: codec)
                                 if outcome?.written == false { outcome = nil }
                             }
                             present.withLock { _ = $0.insert(digest) }
@@ -213,14 +211,13 @@ public final class Backup {
     /// The producer: one item per chunk, in order. Holes are never read. A chunk wholly inside a region
     /// known to be ciphertext is marked so that nothing tries to compress it.
     private func read(chunkSize: Int, pool: BufferPool, ciphertext: [Range<UInt64>], emit: (Item) throws -> Void) throws {
-        let h = Blob.headerSize
         let file = source.file
         guard let size = source.size else {
             while true {
                 let buffer = pool.take()
                 let n: Int
                 do {
-                    n = try file.readSequential(into: UnsafeMutableRawBufferPointer(rebasing: buffer.storage[h..<h + chunkSize]))
+                    n = try file.readSequential(into: buffer.mutablePrefix(chunkSize))
                 } catch {
                     pool.give(buffer)
                     throw error
@@ -249,20 +246,16 @@ public final class Backup {
                 var filled = 0
                 for r in ranges {
                     let start = Int(r.lowerBound - offset), end = Int(r.upperBound - offset)
-                    if start > filled {
-                        UnsafeMutableRawBufferPointer(rebasing: buffer.storage[h + filled..<h + start]).initializeMemory(as: UInt8.self, repeating: 0)
-                    }
+                    if start > filled { buffer.mutablePrefix(start)[filled...].initializeMemory(as: UInt8.self, repeating: 0) }
                     let want = end - start
-                    let got = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.storage[h + start..<h + end]), at: r.lowerBound)
+                    let got = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.storage[start..<end]), at: r.lowerBound)
                     guard got == want else {
                         throw DiskVaultError(.io, "image ended early, at byte \(r.lowerBound + UInt64(got)) of \(size)", path: source.path)
                     }
                     readBytes += want
                     filled = end
                 }
-                if filled < length {
-                    UnsafeMutableRawBufferPointer(rebasing: buffer.storage[h + filled..<h + length]).initializeMemory(as: UInt8.self, repeating: 0)
-                }
+                if filled < length { buffer.mutablePrefix(length)[filled...].initializeMemory(as: UInt8.self, repeating: 0) }
             } catch {
                 pool.give(buffer)
                 throw error

@@ -13,9 +13,7 @@ public final class BlobCodec {
 
     /// The blob for `chunk`, deflated when it pays (at least 1/8 smaller), in `blobBuffer`: its bytes, and the same
     /// start rounded up to the direct-I/O alignment.
-    /// With `inPlace`, the chunk lies in that buffer just after room for the header: an incompressible chunk becomes
-    /// its blob there, without a copy.
-    func encode(_ chunk: UnsafeRawBufferPointer, mayCompress: Bool, inPlace: ByteBuffer? = nil) -> (blob: UnsafeRawBufferPointer, padded: UnsafeRawBufferPointer, compressed: Bool) {
+    func encode(_ chunk: UnsafeRawBufferPointer, mayCompress: Bool) -> (blob: UnsafeRawBufferPointer, padded: UnsafeRawBufferPointer, compressed: Bool) {
         let payloadArea = UnsafeMutableRawBufferPointer(rebasing: blobBuffer.storage[Blob.headerSize...])
         var flags: Blob.Flags = []
         var n = 0
@@ -26,20 +24,14 @@ public final class BlobCodec {
                 flags.insert(.zlib)
             }
         }
-        var target = blobBuffer
         if flags.isEmpty {
-            if let inPlace, chunk.baseAddress == UnsafeRawPointer(inPlace.storage.baseAddress!) + Blob.headerSize {
-                target = inPlace
-            } else {
-                UnsafeMutableRawBufferPointer(rebasing: payloadArea[..<chunk.count]).copyMemory(from: chunk)
-            }
+            UnsafeMutableRawBufferPointer(rebasing: payloadArea[..<chunk.count]).copyMemory(from: chunk)
             n = chunk.count
         }
-        let payload = UnsafeRawBufferPointer(rebasing: target.storage[Blob.headerSize..<Blob.headerSize + n])
-        Blob.makeHeader(flags: flags, payload: payload, into: target.storage)
+        Blob.makeHeader(flags: flags, payload: UnsafeRawBufferPointer(rebasing: payloadArea[..<n]), into: blobBuffer.storage)
         let length = Blob.headerSize + n
         let padded = (length + Blob.directIOAlignment - 1) / Blob.directIOAlignment * Blob.directIOAlignment
-        return (target.prefix(length), target.prefix(min(padded, target.capacity)), !flags.isEmpty)
+        return (blobBuffer.prefix(length), blobBuffer.prefix(min(padded, blobBuffer.capacity)), !flags.isEmpty)
     }
 }
 
@@ -71,9 +63,9 @@ public final class ChunkStore: Sendable {
 
     /// Stores `chunk` under `digest` unless it is there; never rewrites an existing blob.
     public func store(
-        _ chunk: UnsafeRawBufferPointer, digest: Digest256, mayCompress: Bool, codec: BlobCodec, inPlace: ByteBuffer? = nil
+        _ chunk: UnsafeRawBufferPointer, digest: Digest256, mayCompress: Bool, codec: BlobCodec
     ) throws(DiskVaultError) -> StoreOutcome {
-        let (blob, padded, compressed) = codec.encode(chunk, mayCompress: mayCompress, inPlace: inPlace)
+        let (blob, padded, compressed) = codec.encode(chunk, mayCompress: mayCompress)
         let written = try storage.putBlobIfAbsent(Self.key(digest), padded: padded, length: blob.count)
         return StoreOutcome(written: written, blobBytes: blob.count, compressed: compressed)
     }
