@@ -131,7 +131,7 @@ final class DamageAndFailureTests: XCTestCase {
         XCTAssertEqual(treeListing("\(vault)/locks"), [], "its lock went with it")
 
         let backup = try Tool.start(["backup", big, "--vault", vault, "--disk", "again"])
-        for _ in 0..<200 where !FileManager.default.fileExists(atPath: "\(vault)/locks/disk-again.json") { Thread.sleep(forTimeInterval: 0.01) }
+        waitUntilExists("\(vault)/locks/disk-again.json")
         kill(backup.processIdentifier, SIGTERM)
         backup.waitUntilExit()
         XCTAssertEqual(backup.terminationReason, .uncaughtSignal)

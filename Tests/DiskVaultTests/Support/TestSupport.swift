@@ -236,3 +236,9 @@ func assertCorrupt<T>(
         XCTFail("\(context): not a DiskVaultError: \(error)", file: file, line: line)
     }
 }
+
+/// Waits (up to `seconds`) until `path` exists: a started process has reached the point that creates it.
+func waitUntilExists(_ path: String, seconds: Double = 2) {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !FileManager.default.fileExists(atPath: path) && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+}
