@@ -23,10 +23,18 @@ enum Fixtures {
         unpackLock.lock()
         defer { unpackLock.unlock() }
         if let dir = unpacked[name] { return dir }
-        let base = "\(NSTemporaryDirectory())/diskvault-fixtures-\(getpid())"
-        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
-        try Tool.sh("tar xJf \(archive) -C \(base)")
+        // One unpacked copy per archive version, reused by later runs instead of piling up in /tmp.
+        let size = (try? FileManager.default.attributesOfItem(atPath: archive)[.size] as? Int) ?? 0
+        let base = "\(NSTemporaryDirectory())/diskvault-fixtures/\(name)-\(size)"
         let dir = "\(base)/\(name)"
+        if !FileManager.default.fileExists(atPath: "\(base)/.complete") {
+            let staging = "\(base).\(getpid())"
+            try? FileManager.default.removeItem(atPath: staging)
+            try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
+            try Tool.sh("tar xJf \(archive) -C \(staging) && touch \(staging)/.complete")
+            try? FileManager.default.removeItem(atPath: base)
+            try FileManager.default.moveItem(atPath: staging, toPath: base)
+        }
         unpacked[name] = dir
         return dir
     }
