@@ -51,10 +51,10 @@ struct BackupCommand: ParsableCommand {
         // One backup of a disk at a time; backups share the vault with each other, not with gc.
         let manifest = try runJob(vault, kind: "backup", disk: disk, locks: [.disk(disk), .shared], wait: lock.lockWait) { outcome in
             let backup = Backup(vault: vault, source: source, options: options)
-            let progress = TerminalProgress.make("backup \(disk)")
-            backup.observer = progress
-            let manifest = try backup.run()
-            progress?.finish()
+            let manifest = try withProgress("backup \(disk)") { progress in
+                backup.observer = progress
+                return try backup.run()
+            }
             outcome.bytes = manifest.source.size
             outcome.point = manifest.id
             outcome.warnings = (manifest.layout?.warnings ?? []) + (manifest.keyBackupWaived == true ? ["backed up without its keys"] : [])

@@ -41,10 +41,10 @@ struct RestoreCommand: ParsableCommand {
         options.exportKey = exportKey
         let result = try runJob(vault, kind: "restore", disk: disk, locks: [.shared], wait: lock.lockWait) { outcome in
             let restore = Restore(vault: vault, options: options)
-            let progress = TerminalProgress.make("restore \(disk)")
-            restore.observer = progress
-            let result = try restore.run()
-            progress?.finish()
+            let result = try withProgress("restore \(disk)") { progress in
+                restore.observer = progress
+                return try restore.run()
+            }
             outcome.bytes = result.size
             outcome.point = result.point
             return result

@@ -70,6 +70,13 @@ final class TerminalProgress: ProgressObserver, @unchecked Sendable {
     }
 }
 
+/// Runs long work with a progress line on a terminal, cleared when the work ends, however it ends.
+func withProgress<T>(_ label: String, _ body: ((any ProgressObserver)?) throws -> T) rethrows -> T {
+    let progress = TerminalProgress.make(label)
+    defer { progress?.finish() }
+    return try body(progress)
+}
+
 func printJSON<T: Encodable>(_ value: T) {
     print(JSON.string(value, pretty: true), terminator: "")
 }

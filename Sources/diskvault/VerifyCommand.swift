@@ -26,10 +26,10 @@ struct VerifyCommand: ParsableCommand {
         options.threads = try threads.count()
         let report = try runJob(vault, kind: "verify", disk: disk, locks: [.shared], wait: lock.lockWait) { outcome in
             let verify = Verify(vault: vault, options: options)
-            let progress = TerminalProgress.make("verify")
-            verify.observer = progress
-            let report = try verify.run()
-            progress?.finish()
+            let report = try withProgress("verify") { progress in
+                verify.observer = progress
+                return try verify.run()
+            }
             outcome.bytes = report.bytesChecked
             outcome.warnings = report.problems.map(\.message)
             return report
