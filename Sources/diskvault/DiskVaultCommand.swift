@@ -63,7 +63,7 @@ struct OutputOptions: ParsableArguments {
 }
 
 struct ThreadOptions: ParsableArguments {
-    @Option(name: .long, help: "Worker threads (default: one per core).")
+    @Option(name: .long, help: "Worker threads (default: one per core, and one more to cover disk waits).")
     var threads: Int?
 
     func count() throws -> Int {

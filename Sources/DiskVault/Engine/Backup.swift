@@ -41,11 +41,13 @@ public final class Backup {
     }
 
     enum Item {
-        case hole(Int)
+        /// `count` chunks that are holes of the source, the last `last` bytes long and the others full.
+        case holes(count: Int, last: Int)
         case data(ByteBuffer, Int, readBytes: Int, mayCompress: Bool)
     }
 
     enum Output {
+        case holes(count: Int, last: Int)
         case zero(length: Int, hole: Int)
         case chunk(Digest256, length: Int, readBytes: Int, stored: ChunkStore.StoreOutcome?)
     }
@@ -72,19 +74,24 @@ public final class Backup {
         }
         let ciphertext = layout?.encryptedRanges ?? []
         let pointID = RecoveryPoint.newID(at: options.now)
-        // The keys of an encrypted disk are checked and sealed before any data is read: a missing permission,
-        // secret or a key that does not fit writes nothing.
-        var keyBackup: (KeyBackupRecord, [UInt8])? = nil
+        // The keys of an encrypted disk: a missing permission or secret is refused before any data is read,
+        // writing nothing. Checking each key against its header (PBKDF2, one core for a few hundred
+        // milliseconds) runs beside the data pipeline; a key that does not fit stops the backup and no point
+        // is committed.
+        var keyPlan: KeyBackup.Plan? = nil
         let encrypted = KeyBackup.encryptedVolumes(layout)
         if let layout, !encrypted.isEmpty && !options.withoutKeys {
             guard let access = options.keyVault else {
                 let what = encrypted.map(KeyBackup.label).joined(separator: ", ")
                 throw DiskVaultError(.usage, "disk \(options.disk) is encrypted (\(what)): back it up with --keyvault KV --principal P --credential F, so that its keys are backed up with it (or --without-keys)")
             }
-            keyBackup = try KeyBackup.prepare(
+            keyPlan = try KeyBackup.plan(
                 layout: layout, disk: options.disk, pointID: pointID, access: access, file: source.file, image: source.path,
                 previous: previous?.manifest.keyBackup)
         }
+        let keyCheck = keyPlan.map { plan in Background { () throws(DiskVaultError) in try plan.finish() } }
+        // The check reads the source's header: it has ended before this returns, whatever happens.
+        defer { keyCheck?.join() }
         // Digests known to be in the vault: the previous point's, then every chunk this run stores or finds.
         var known = Set<Digest256>()
         if let previous {
@@ -96,8 +103,10 @@ public final class Backup {
 
         let workers = max(1, options.threads)
         let depth = pipelineDepth(workers: workers, chunkSize: chunkSize)
-        // The reader fills one while each worker holds one and one more waits: memory stays bounded by the pool.
-        let pool = BufferPool(count: workers + 2, capacity: chunkSize)
+        // The reader fills one while each worker holds one: memory stays bounded by the pool.
+        // Each buffer is a blob frame: the chunk is read to byte Blob.headerSize, so that a chunk stored raw (all
+        // ciphertext is) goes to the disk from where it was read, its header written in front of it.
+        let pool = BufferPool(count: workers + 1, capacity: BlobCodec.frameCapacity(chunkSize: chunkSize))
         let chunks = vault.chunks
         let total = source.size
 
@@ -110,16 +119,24 @@ public final class Backup {
         do {
             try Pipeline.run(
                 workers: workers, depth: depth,
-                produce: { emit in try self.read(chunkSize: chunkSize, pool: pool, ciphertext: ciphertext, emit: emit) },
+                produce: { emit in
+                    try self.read(chunkSize: chunkSize, pool: pool, ciphertext: ciphertext) { item in
+                        if let keyCheck, keyCheck.failed {
+                            if case .data(let buffer, _, _, _) = item { pool.give(buffer) }
+                            _ = try keyCheck.wait()
+                        }
+                        try emit(item)
+                    }
+                },
                 makeWorker: {
                     let codec = BlobCodec(chunkSize: chunkSize)
                     return { (item: Item) throws(DiskVaultError) -> Output in
                         switch item {
-                        case .hole(let n):
-                            return .zero(length: n, hole: n)
+                        case .holes(let count, let last):
+                            return .holes(count: count, last: last)
                         case .data(let buffer, let n, let readBytes, let mayCompress):
                             defer { pool.give(buffer) }
-                            let bytes = buffer.prefix(n)
+                            let bytes = UnsafeRawBufferPointer(rebasing: buffer.storage[Blob.headerSize..<Blob.headerSize + n])
                             if isAllZero(bytes) { return .zero(length: n, hole: n - readBytes) }
                             let digest = SHA256.digest(bytes)
                             if present.withLock({ $0.contains(digest) }) {
@@ -127,7 +144,7 @@ public final class Backup {
                             }
                             var outcome: ChunkStore.StoreOutcome? = nil
                             if try !chunks.contains(digest) {
-                                outcome = try chunks.store(bytes, digest: digest, mayCompress: mayCompress, codec: codec)
+                                outcome = try chunks.store(bytes, digest: digest, mayCompress: mayCompress, codec: codec, frame: buffer.storage)
                                 if outcome?.written == false { outcome = nil }
                             }
                             present.withLock { _ = $0.insert(digest) }
@@ -137,6 +154,15 @@ public final class Backup {
                 },
                 consume: { output in
                     switch output {
+                    case .holes(let count, let last):
+                        let bytes = UInt64(count - 1) * UInt64(chunkSize) + UInt64(last)
+                        digests.append(contentsOf: repeatElement(.zero, count: count))
+                        stats.zeroChunks += count
+                        stats.holeBytes += bytes
+                        imageSize += bytes
+                        stats.chunks += count
+                        observer?.progress(done: imageSize, total: total)
+                        return
                     case .zero(let n, let hole):
                         digests.append(.zero)
                         stats.zeroChunks += 1
@@ -168,6 +194,7 @@ public final class Backup {
             throw DiskVaultError(.io, "backup failed: \(error)", path: source.path)
         }
 
+        let keyBackup = try keyCheck?.wait()
         if let total, imageSize != total {
             throw DiskVaultError(.io, "image changed size during backup (\(total) bytes at start, \(imageSize) read)", path: source.path)
         }
@@ -208,8 +235,9 @@ public final class Backup {
         }
     }
 
-    /// The producer: one item per chunk, in order. Holes are never read. A chunk wholly inside a region
-    /// known to be ciphertext is marked so that nothing tries to compress it.
+    /// The producer: one item per chunk of data, in order, and one per run of chunks that are holes (a 64 GiB
+    /// sparse file is mostly such runs: a handful of items, not a worker wake-up per chunk). Holes are never
+    /// read. A chunk wholly inside a region known to be ciphertext is marked so that nothing tries to compress it.
     private func read(chunkSize: Int, pool: BufferPool, ciphertext: [Range<UInt64>], emit: (Item) throws -> Void) throws {
         let file = source.file
         guard let size = source.size else {
@@ -217,7 +245,7 @@ public final class Backup {
                 let buffer = pool.take()
                 let n: Int
                 do {
-                    n = try file.readSequential(into: buffer.mutablePrefix(chunkSize))
+                    n = try file.readSequential(into: UnsafeMutableRawBufferPointer(rebasing: buffer.storage[Blob.headerSize..<Blob.headerSize + chunkSize]))
                 } catch {
                     pool.give(buffer)
                     throw error
@@ -232,30 +260,40 @@ public final class Backup {
         }
         var plan = source.makeReadPlan()
         var offset: UInt64 = 0
+        var holes = 0, lastHole = 0
+        func flushHoles() throws {
+            if holes > 0 { try emit(.holes(count: holes, last: lastHole)) }
+            holes = 0
+        }
         while offset < size {
             let length = Int(min(UInt64(chunkSize), size - offset))
             let ranges = try plan.dataRanges(in: offset..<offset + UInt64(length))
             if ranges.isEmpty {
-                try emit(.hole(length))
+                holes += 1
+                lastHole = length
                 offset += UInt64(length)
+                // A run is cut now and then, so that progress moves across a long hole.
+                if holes == 1 << 14 { try flushHoles() }
                 continue
             }
+            try flushHoles()
             let buffer = pool.take()
+            let chunkArea = UnsafeMutableRawBufferPointer(rebasing: buffer.storage[Blob.headerSize..<Blob.headerSize + length])
             var readBytes = 0
             do {
                 var filled = 0
                 for r in ranges {
                     let start = Int(r.lowerBound - offset), end = Int(r.upperBound - offset)
-                    if start > filled { buffer.mutablePrefix(start)[filled...].initializeMemory(as: UInt8.self, repeating: 0) }
+                    if start > filled { UnsafeMutableRawBufferPointer(rebasing: chunkArea[filled..<start]).initializeMemory(as: UInt8.self, repeating: 0) }
                     let want = end - start
-                    let got = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.storage[start..<end]), at: r.lowerBound)
+                    let got = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: chunkArea[start..<end]), at: r.lowerBound)
                     guard got == want else {
                         throw DiskVaultError(.io, "image ended early, at byte \(r.lowerBound + UInt64(got)) of \(size)", path: source.path)
                     }
                     readBytes += want
                     filled = end
                 }
-                if filled < length { buffer.mutablePrefix(length)[filled...].initializeMemory(as: UInt8.self, repeating: 0) }
+                if filled < length { UnsafeMutableRawBufferPointer(rebasing: chunkArea[filled..<length]).initializeMemory(as: UInt8.self, repeating: 0) }
             } catch {
                 pool.give(buffer)
                 throw error
@@ -265,5 +303,6 @@ public final class Backup {
             try emit(.data(buffer, length, readBytes: readBytes, mayCompress: !encrypted))
             offset += UInt64(length)
         }
+        try flushHoles()
     }
 }

@@ -43,18 +43,14 @@ public enum GarbageCollector {
         live.remove(.zero)
         report.referencedChunks = live.count
         // Sweep.
-        for prefix in try vault.storage.list("chunks").sorted() {
-            for name in try vault.storage.list("chunks/\(prefix)") {
-                guard let digest = Digest256(hex: name), name.hasPrefix(prefix) else { continue }
-                if live.contains(digest) {
-                    report.blobsKept += 1
-                    continue
-                }
-                let key = "chunks/\(prefix)/\(name)"
-                report.bytesFreed += try vault.storage.head(key) ?? 0
-                report.blobsRemoved += 1
-                if !dryRun { try vault.storage.delete(key) }
+        for (digest, key) in try vault.chunks.listBlobs() {
+            if live.contains(digest) {
+                report.blobsKept += 1
+                continue
             }
+            report.bytesFreed += try vault.storage.head(key) ?? 0
+            report.blobsRemoved += 1
+            if !dryRun { try vault.storage.delete(key) }
         }
         for name in try vault.storage.list("tmp") {
             report.temporaryFilesRemoved += 1

@@ -80,13 +80,61 @@ enum KeyBackup {
         (layout?.volumes ?? []).filter { ["luks1", "luks2", "bitlocker", "declared"].contains($0.encryption.format) }
     }
 
-    /// Before any data is read: checks the principal's permissions, finds each encrypted volume's secret,
-    /// checks that it opens the volume, and seals the key backup for the point. Throws, writing nothing, when
-    /// any of this fails.
-    static func prepare(
+    /// The key backup of a point, prepared before any data is read: the principal's permissions checked, each
+    /// encrypted volume's secret found and unwrapped. What is left is `finish`: checking each key against its
+    /// volume's header (PBKDF2 — a few hundred milliseconds on one core, skipped when the previous point checked
+    /// the same header and secret) and sealing the backup. A backup runs `finish` beside its data pipeline and
+    /// commits no point unless it succeeds.
+    struct Plan: @unchecked Sendable {
+        struct Volume {
+            var entry: KeyBackupRecord.Volume
+            var label: String
+            var secret: KeyVault.SecretRecord
+            var bek: [UInt8]
+            var bytes: VolumeBytes
+            var encryption: VolumeEncryption
+            /// The previous point's check, when it still holds.
+            var reused: KeyCheckResult?
+        }
+        var record: KeyBackupRecord
+        var contents: KeyBackupContents
+        var volumes: [Volume]
+        var sealKey: [UInt8]
+        var associatedData: [UInt8]
+        var keyVault: String
+
+        /// Whether `finish` has real work to do (a key to check), worth a thread of its own.
+        var needsCheck: Bool { volumes.contains { $0.reused == nil } }
+
+        /// Checks each key that needs it and seals the backup; throws when a key does not open its volume.
+        func finish() throws(DiskVaultError) -> (KeyBackupRecord, [UInt8]) {
+            var record = self.record
+            for v in volumes {
+                let check: KeyCheckResult
+                if let reused = v.reused {
+                    check = reused
+                } else {
+                    check = try KeyCheck.check(bek: v.bek, volume: v.bytes, encryption: v.encryption, source: "secret \(v.secret.name)")
+                }
+                if case .doesNotFit(let why) = check {
+                    throw DiskVaultError(.permission, "the key in secret \(v.secret.name) version \(v.secret.version) of key vault \(keyVault) does not open \(v.label): \(why)")
+                }
+                var entry = v.entry
+                entry.check = check.status
+                entry.checkDetail = check.detail
+                record.volumes.append(entry)
+            }
+            let blob = AESGCM.seal(try JSON.encode(contents, pretty: false), key: sealKey, associatedData: associatedData)
+            return (record, blob)
+        }
+    }
+
+    /// Before any data is read: checks the principal's permissions and finds and unwraps each encrypted
+    /// volume's secret. Throws, writing nothing, when any of this fails; the key checks are left to the plan.
+    static func plan(
         layout: DiskLayout, disk: String, pointID: String, access: KeyVaultAccess, file: FileDescriptor, image: String,
         previous: KeyBackupRecord? = nil
-    ) throws(DiskVaultError) -> (KeyBackupRecord, [UInt8]) {
+    ) throws(DiskVaultError) -> Plan {
         let kv: KeyVault
         do {
             kv = try access.open()
@@ -96,8 +144,10 @@ enum KeyBackup {
         guard kv.holds(.secrets, [.get, .list]) && kv.holds(.keys, [.get, .list]) else {
             throw DiskVaultError(.permission, "backup service lacks permission to key vault \(access.keyVault): grant get,list on keys and secrets to \(access.principal)")
         }
-        var record = KeyBackupRecord(keyVault: access.keyVault, keyVaultID: kv.config.id, principal: access.principal, blob: "keys", volumes: [])
-        var contents = KeyBackupContents(keyVaultID: kv.config.id, secrets: [], keys: [])
+        var plan = Plan(
+            record: KeyBackupRecord(keyVault: access.keyVault, keyVaultID: kv.config.id, principal: access.principal, blob: "keys", volumes: []),
+            contents: KeyBackupContents(keyVaultID: kv.config.id, secrets: [], keys: []),
+            volumes: [], sealKey: kv.keyBackupKey, associatedData: Array("keybackup:\(disk)/\(pointID)".utf8), keyVault: access.keyVault)
         for v in encryptedVolumes(layout) {
             let ids = volumeIDs(v, disk: disk)
             var found: KeyVault.SecretRecord? = nil
@@ -109,33 +159,28 @@ enum KeyBackup {
             let volume = VolumeBytes(file: file, image: image, offset: v.offset, size: v.size)
             let headerDigest = try luksHeaderDigest(volume, v.encryption)
             let secretMAC = HMACSHA256.authenticationCode(key: kv.keyBackupKey, message: Array(secret.value.utf8)).hex
-            let check: KeyCheckResult
+            var reused: KeyCheckResult? = nil
             if let digest = headerDigest,
                 let before = previous?.keyVaultID == kv.config.id ? previous?.volumes.first(where: { $0.number == v.number }) : nil,
                 before.headerDigest == digest, before.secretMAC == secretMAC, before.secret == secret.name, before.secretVersion == secret.version,
                 before.keyVersion == secret.wrap?.keyVersion, before.check == "fits"
             {
-                check = .fits(before.checkDetail.hasSuffix("(as at the previous point)") ? before.checkDetail : "\(before.checkDetail) (as at the previous point)")
-            } else {
-                check = try KeyCheck.check(bek: bek, volume: volume, encryption: v.encryption, source: "secret \(secret.name)")
-            }
-            if case .doesNotFit(let why) = check {
-                throw DiskVaultError(.permission, "the key in secret \(secret.name) version \(secret.version) of key vault \(access.keyVault) does not open \(label(v)): \(why)")
+                reused = .fits(before.checkDetail.hasSuffix("(as at the previous point)") ? before.checkDetail : "\(before.checkDetail) (as at the previous point)")
             }
             var entry = KeyBackupRecord.Volume(
                 number: v.number, format: v.encryption.format, volumeID: secret.volume ?? ids.first ?? "", secret: secret.name,
                 secretVersion: secret.version, wrappedBy: secret.wrap?.key, keyVersion: secret.wrap?.keyVersion,
-                check: check.status, checkDetail: check.detail, headerDigest: headerDigest, secretMAC: secretMAC)
-            if !contents.secrets.contains(secret) { contents.secrets.append(secret) }
+                check: "", checkDetail: "", headerDigest: headerDigest, secretMAC: secretMAC)
+            if !plan.contents.secrets.contains(secret) { plan.contents.secrets.append(secret) }
             if let wrap = secret.wrap {
                 let kek = try kv.key(name: wrap.key, version: wrap.keyVersion)
-                if !contents.keys.contains(kek) { contents.keys.append(kek) }
+                if !plan.contents.keys.contains(kek) { plan.contents.keys.append(kek) }
                 entry.keyVersion = kek.version
             }
-            record.volumes.append(entry)
+            plan.volumes.append(Plan.Volume(
+                entry: entry, label: label(v), secret: secret, bek: bek, bytes: volume, encryption: v.encryption, reused: reused))
         }
-        let blob = AESGCM.seal(try JSON.encode(contents, pretty: false), key: kv.keyBackupKey, associatedData: Array("keybackup:\(disk)/\(pointID)".utf8))
-        return (record, blob)
+        return plan
     }
 
     /// SHA-256 of a LUKS volume's header and key slots (everything before the payload, at most 32 MiB).

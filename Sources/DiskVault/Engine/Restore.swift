@@ -153,6 +153,11 @@ public final class Restore {
         return written
     }
 
+    enum RestoreItem {
+        case zeros(Range<Int>)
+        case chunk(Int)
+    }
+
     struct RestoredChunk {
         var length: Int
         var written: Bool
@@ -171,17 +176,39 @@ public final class Restore {
             try Pipeline.run(
                 workers: workers, depth: pipelineDepth(workers: workers, chunkSize: chunkSize),
                 produce: { emit in
-                    for i in 0..<index.count { try emit(i) }
+                    // A run of zero chunks is one item: nothing to read or write, so no worker wake-up per chunk.
+                    var i = 0
+                    while i < index.count {
+                        var end = i
+                        while end < index.count && index.digests[end].isZero && end - i < 1 << 14 { end += 1 }
+                        if end > i {
+                            try emit(RestoreItem.zeros(i..<end))
+                            i = end
+                        } else {
+                            try emit(RestoreItem.chunk(i))
+                            i += 1
+                        }
+                    }
                 },
                 makeWorker: {
                     let codec = BlobCodec(chunkSize: chunkSize)
-                    let buffer = ByteBuffer(capacity: chunkSize)
-                    return { (i: Int) throws -> RestoredChunk in
+                    // The chunk goes to byte 4096, aligned for the direct write; a raw blob is read straight there.
+                    let at = Blob.directIOAlignment
+                    let buffer = ByteBuffer(capacity: at + chunkSize)
+                    return { (item: RestoreItem) throws -> RestoredChunk in
+                        let i: Int
+                        switch item {
+                        case .zeros(let run):
+                            let length = run.reduce(0) { $0 + index.length(ofChunk: $1) }
+                            return RestoredChunk(length: length, written: false)
+                        case .chunk(let n):
+                            i = n
+                        }
                         let digest = index.digests[i]
                         let length = index.length(ofChunk: i)
-                        if digest.isZero { return RestoredChunk(length: length, written: false) }
+                        let bytes: UnsafeRawBufferPointer
                         do throws(DiskVaultError) {
-                            try chunks.load(digest, length: length, into: buffer, codec: codec)
+                            bytes = try chunks.load(digest, length: length, into: buffer, at: at, codec: codec)
                         } catch {
                             var e = error
                             e.message += " (chunk \(i) of \(pointID), at byte \(UInt64(i) * UInt64(chunkSize)))"
@@ -189,9 +216,9 @@ public final class Restore {
                         }
                         let offset = UInt64(i) * UInt64(chunkSize)
                         if let direct, length % Blob.directIOAlignment == 0 {
-                            try direct.write(buffer.prefix(length), at: offset)
+                            try direct.write(bytes, at: offset)
                         } else {
-                            try file.write(buffer.prefix(length), at: offset)
+                            try file.write(bytes, at: offset)
                             // The disk starts on this chunk now; the one fsync at the end has little left.
                             file.startWriteback(offset: offset, length: UInt64(length))
                         }

@@ -112,11 +112,12 @@ public final class Verify {
                 produce: { emit in for entry in work { try emit(entry) } },
                 makeWorker: {
                     let codec = BlobCodec(chunkSize: chunkSize)
-                    let buffer = ByteBuffer(capacity: chunkSize)
+                    // Room in front of the chunk, so that a raw blob is checked where it was read.
+                    let buffer = ByteBuffer(capacity: Blob.directIOAlignment + chunkSize)
                     return { (check: ChunkCheck) -> ChunkCheck in
                         var check = check
                         do throws(DiskVaultError) {
-                            try chunks.load(check.digest, length: check.length, into: buffer, codec: codec)
+                            _ = try chunks.load(check.digest, length: check.length, into: buffer, at: Blob.directIOAlignment, codec: codec)
                         } catch {
                             check.failure = error
                         }

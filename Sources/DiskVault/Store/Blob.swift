@@ -47,10 +47,8 @@ public enum Blob {
         }
     }
 
-    /// Checks a blob and writes its chunk to `output`; returns the chunk's length.
-    public static func decode(
-        _ blob: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, inflater: IsalInflater
-    ) throws(DecodeFailure) -> Int {
+    /// Checks a blob's header and CRC; its flags and payload.
+    public static func check(_ blob: UnsafeRawBufferPointer) throws(DecodeFailure) -> (Flags, UnsafeRawBufferPointer) {
         guard blob.count >= headerSize else { throw .tooShort }
         guard blob.prefix(6).elementsEqual(magic) else { throw .badMagic }
         guard blob[6] == version else { throw .unknownVersion(blob[6]) }
@@ -59,6 +57,14 @@ public enum Blob {
         let stored = UInt32(littleEndian: blob.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
         let payload = UnsafeRawBufferPointer(rebasing: blob[headerSize...])
         guard CRC32.checksum(payload) == stored else { throw .checksum }
+        return (flags, payload)
+    }
+
+    /// Checks a blob and writes its chunk to `output`; returns the chunk's length.
+    public static func decode(
+        _ blob: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, inflater: IsalInflater
+    ) throws(DecodeFailure) -> Int {
+        let (flags, payload) = try check(blob)
         if flags.contains(.zlib) {
             guard let n = inflater.decompress(payload, into: output) else { throw .inflate }
             return n

@@ -11,27 +11,49 @@ public final class BlobCodec {
         blobBuffer = ByteBuffer(capacity: Blob.headerSize + ZlibDeflater.bound(chunkSize) + Blob.directIOAlignment)
     }
 
-    /// The blob for `chunk`, deflated when it pays (at least 1/8 smaller), in `blobBuffer`: its bytes, and the same
-    /// start rounded up to the direct-I/O alignment.
-    func encode(_ chunk: UnsafeRawBufferPointer, mayCompress: Bool) -> (blob: UnsafeRawBufferPointer, padded: UnsafeRawBufferPointer, compressed: Bool) {
+    /// The size of a buffer that holds a chunk in the form `encode` takes without copying it: the chunk at
+    /// byte `Blob.headerSize`, room for its header before it and for rounding the blob up to the direct-I/O
+    /// alignment after it.
+    public static func frameCapacity(chunkSize: Int) -> Int {
+        (Blob.headerSize + chunkSize + Blob.directIOAlignment - 1) / Blob.directIOAlignment * Blob.directIOAlignment
+    }
+
+    /// The blob for `chunk`, deflated when it pays (at least 1/8 smaller): its bytes, and the same rounded up
+    /// to the direct-I/O alignment. A compressed blob is assembled in `blobBuffer`. A raw one is assembled in
+    /// `frame` when the chunk sits in it at byte `Blob.headerSize` (the header goes in front, nothing is
+    /// copied); otherwise it is copied into `blobBuffer`.
+    func encode(
+        _ chunk: UnsafeRawBufferPointer, mayCompress: Bool, frame: UnsafeMutableRawBufferPointer? = nil
+    ) -> (blob: UnsafeRawBufferPointer, padded: UnsafeRawBufferPointer, compressed: Bool) {
         let payloadArea = UnsafeMutableRawBufferPointer(rebasing: blobBuffer.storage[Blob.headerSize...])
-        var flags: Blob.Flags = []
-        var n = 0
         if mayCompress && CompressibilityProbe.worthTrying(chunk) {
             let limit = min(payloadArea.count, chunk.count - chunk.count / 8)
-            if let c = deflater.compress(chunk, into: UnsafeMutableRawBufferPointer(rebasing: payloadArea[..<limit])) {
-                n = c
-                flags.insert(.zlib)
+            if let n = deflater.compress(chunk, into: UnsafeMutableRawBufferPointer(rebasing: payloadArea[..<limit])) {
+                return Self.assemble(in: blobBuffer.storage, payloadCount: n, flags: .zlib)
             }
         }
-        if flags.isEmpty {
-            UnsafeMutableRawBufferPointer(rebasing: payloadArea[..<chunk.count]).copyMemory(from: chunk)
-            n = chunk.count
+        if let frame, let base = frame.baseAddress, UnsafeRawPointer(base + Blob.headerSize) == chunk.baseAddress,
+            frame.count >= Blob.headerSize + chunk.count
+        {
+            return Self.assemble(in: frame, payloadCount: chunk.count, flags: [])
         }
-        Blob.makeHeader(flags: flags, payload: UnsafeRawBufferPointer(rebasing: payloadArea[..<n]), into: blobBuffer.storage)
+        UnsafeMutableRawBufferPointer(rebasing: payloadArea[..<chunk.count]).copyMemory(from: chunk)
+        return Self.assemble(in: blobBuffer.storage, payloadCount: chunk.count, flags: [])
+    }
+
+    /// Writes the header in front of the payload already at `buffer[Blob.headerSize...]`.
+    private static func assemble(
+        in buffer: UnsafeMutableRawBufferPointer, payloadCount n: Int, flags: Blob.Flags
+    ) -> (blob: UnsafeRawBufferPointer, padded: UnsafeRawBufferPointer, compressed: Bool) {
+        let payload = UnsafeRawBufferPointer(rebasing: buffer[Blob.headerSize..<Blob.headerSize + n])
+        Blob.makeHeader(flags: flags, payload: payload, into: buffer)
         let length = Blob.headerSize + n
         let padded = (length + Blob.directIOAlignment - 1) / Blob.directIOAlignment * Blob.directIOAlignment
-        return (blobBuffer.prefix(length), blobBuffer.prefix(min(padded, blobBuffer.capacity)), !flags.isEmpty)
+        return (
+            UnsafeRawBufferPointer(rebasing: buffer[..<length]),
+            UnsafeRawBufferPointer(rebasing: buffer[..<min(padded, buffer.count)]),
+            !flags.isEmpty
+        )
     }
 }
 
@@ -39,19 +61,42 @@ public final class BlobCodec {
 public final class ChunkStore: Sendable {
     public let storage: any VaultStorage
     public let chunkSize: Int
+    /// Hex digits of the folder under chunks/ a blob sits in (0: none), from the vault's configuration.
+    public let prefixDigits: Int
 
-    public init(storage: any VaultStorage, chunkSize: Int) {
+    public init(storage: any VaultStorage, chunkSize: Int, prefixDigits: Int = 0) {
         self.storage = storage
         self.chunkSize = chunkSize
+        self.prefixDigits = prefixDigits
     }
 
-    public static func key(_ digest: Digest256) -> String {
+    public static func key(_ digest: Digest256, prefixDigits: Int) -> String {
         let hex = digest.hex
-        return "chunks/\(hex.prefix(4))/\(hex)"
+        return prefixDigits == 0 ? "chunks/\(hex)" : "chunks/\(hex.prefix(prefixDigits))/\(hex)"
+    }
+
+    public func key(_ digest: Digest256) -> String { Self.key(digest, prefixDigits: prefixDigits) }
+
+    /// Every blob under chunks/ named by a digest, with its key; anything else there is left alone.
+    public func listBlobs() throws(DiskVaultError) -> [(Digest256, String)] {
+        var found: [(Digest256, String)] = []
+        if prefixDigits == 0 {
+            for name in try storage.list("chunks") {
+                if let digest = Digest256(hex: name) { found.append((digest, "chunks/\(name)")) }
+            }
+            return found
+        }
+        for prefix in try storage.list("chunks").sorted() where prefix.utf8.count == prefixDigits {
+            for name in try storage.list("chunks/\(prefix)") {
+                guard let digest = Digest256(hex: name), name.hasPrefix(prefix) else { continue }
+                found.append((digest, "chunks/\(prefix)/\(name)"))
+            }
+        }
+        return found
     }
 
     public func contains(_ digest: Digest256) throws(DiskVaultError) -> Bool {
-        try storage.head(Self.key(digest)) != nil
+        try storage.head(key(digest)) != nil
     }
 
     public struct StoreOutcome: Sendable {
@@ -62,11 +107,14 @@ public final class ChunkStore: Sendable {
     }
 
     /// Stores `chunk` under `digest` unless it is there; never rewrites an existing blob.
+    /// `frame`, when given, is the buffer the chunk sits in at byte `Blob.headerSize` (see `BlobCodec.frameCapacity`):
+    /// a raw blob is then written from it without a copy.
     public func store(
-        _ chunk: UnsafeRawBufferPointer, digest: Digest256, mayCompress: Bool, codec: BlobCodec
+        _ chunk: UnsafeRawBufferPointer, digest: Digest256, mayCompress: Bool, codec: BlobCodec,
+        frame: UnsafeMutableRawBufferPointer? = nil
     ) throws(DiskVaultError) -> StoreOutcome {
-        let (blob, padded, compressed) = codec.encode(chunk, mayCompress: mayCompress)
-        let written = try storage.putBlobIfAbsent(Self.key(digest), padded: padded, length: blob.count)
+        let (blob, padded, compressed) = codec.encode(chunk, mayCompress: mayCompress, frame: frame)
+        let written = try storage.putBlobIfAbsent(key(digest), padded: padded, length: blob.count)
         return StoreOutcome(written: written, blobBytes: blob.count, compressed: compressed)
     }
 
@@ -75,10 +123,25 @@ public final class ChunkStore: Sendable {
     public func load(
         _ digest: Digest256, length: Int, into output: ByteBuffer, codec: BlobCodec
     ) throws(DiskVaultError) {
-        let key = Self.key(digest)
-        let n: Int
+        _ = try load(digest, length: length, into: output, at: 0, codec: codec)
+    }
+
+    /// `load` into `buffer` at byte `offset`; returns the chunk's bytes there. With `offset` at least
+    /// `Blob.headerSize`, a raw blob is read so that its payload lands at `offset` directly and is checked in
+    /// place, with no copy; a compressed one is read into the codec's buffer and inflated to `offset`.
+    public func load(
+        _ digest: Digest256, length: Int, into buffer: ByteBuffer, at offset: Int, codec: BlobCodec
+    ) throws(DiskVaultError) -> UnsafeRawBufferPointer {
+        let key = key(digest)
+        let output = UnsafeMutableRawBufferPointer(rebasing: buffer.storage[offset..<offset + length])
+        let inPlace = offset >= Blob.headerSize
+        let blob: UnsafeRawBufferPointer
         do {
-            n = try storage.read(key, into: codec.blobBuffer.storage)
+            blob = try storage.read(key) { size in
+                inPlace && size == Blob.headerSize + length
+                    ? UnsafeMutableRawBufferPointer(rebasing: buffer.storage[offset - Blob.headerSize..<offset + length])
+                    : codec.blobBuffer.storage
+            }
         } catch where error.code == .notFound {
             throw DiskVaultError(.notFound, "chunk \(digest.hex) is missing", path: "\(storage.location)/\(key)")
         } catch where error.code == .corrupt {
@@ -86,15 +149,28 @@ public final class ChunkStore: Sendable {
         }
         let got: Int
         do {
-            got = try Blob.decode(codec.blobBuffer.prefix(n), into: output.mutablePrefix(length), inflater: codec.inflater)
+            if blob.baseAddress == UnsafeRawPointer(codec.blobBuffer.storage.baseAddress) {
+                got = try Blob.decode(blob, into: output, inflater: codec.inflater)
+            } else {
+                let (flags, payload) = try Blob.check(blob)
+                if flags.isEmpty {
+                    got = payload.count
+                } else {
+                    // The size of a raw blob but compressed: move it out of the way and inflate it.
+                    let moved = UnsafeMutableRawBufferPointer(rebasing: codec.blobBuffer.storage[..<blob.count])
+                    moved.copyMemory(from: blob)
+                    got = try Blob.decode(UnsafeRawBufferPointer(moved), into: output, inflater: codec.inflater)
+                }
+            }
         } catch {
             throw DiskVaultError(.corrupt, "chunk \(digest.hex) is damaged: \(error)", path: "\(storage.location)/\(key)")
         }
         guard got == length else {
             throw DiskVaultError(.corrupt, "chunk \(digest.hex) is damaged: holds \(got) bytes, not \(length)", path: "\(storage.location)/\(key)")
         }
-        guard SHA256.digest(output.prefix(length)) == digest else {
+        guard SHA256.digest(UnsafeRawBufferPointer(output)) == digest else {
             throw DiskVaultError(.corrupt, "chunk \(digest.hex) is damaged: content does not match its digest", path: "\(storage.location)/\(key)")
         }
+        return UnsafeRawBufferPointer(output)
     }
 }

@@ -107,14 +107,17 @@ public final class LocalStorage: VaultStorage {
         try FileSystem.readFile(path(key), limit: limit)
     }
 
-    public func read(_ key: String, into buffer: UnsafeMutableRawBufferPointer) throws(DiskVaultError) -> Int {
+    public func read(
+        _ key: String, into destination: (Int) -> UnsafeMutableRawBufferPointer
+    ) throws(DiskVaultError) -> UnsafeRawBufferPointer {
         let file = try FileDescriptor(path: path(key), flags: O_RDONLY, doing: "cannot open")
         let size = try file.status().size
+        let buffer = destination(Int(clamping: size))
         guard size <= UInt64(buffer.count) else {
             throw DiskVaultError(.corrupt, "object is \(size) bytes, more than the \(buffer.count) it may be", path: path(key))
         }
         let n = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(size)]), at: 0)
-        return n
+        return UnsafeRawBufferPointer(rebasing: buffer[0..<n])
     }
 
     public func head(_ key: String) throws(DiskVaultError) -> UInt64? {

@@ -13,6 +13,13 @@ public struct VaultConfig: Codable, Sendable, Equatable {
     public var hash: String
     public var compression: String
     public var encryption: Encryption
+    /// Hex digits of the folder a chunk's blob sits in: 0 (vaults made now) is `chunks/<64 hex>`, one folder
+    /// that ext4, XFS and btrfs index by hash; 4 (vaults made before, where the field is absent) is
+    /// `chunks/<4 hex>/<64 hex>`, which costs a 4 KiB folder and a mkdir per prefix.
+    public var chunkPrefixDigits: Int?
+
+    /// The prefix length in effect: absent means the layout of vaults made before the field existed.
+    public var prefixDigits: Int { chunkPrefixDigits ?? 4 }
 
     public struct Encryption: Codable, Sendable, Equatable {
         public var scheme: String
@@ -32,7 +39,7 @@ public final class Vault: Sendable {
     init(storage: any VaultStorage, config: VaultConfig) {
         self.storage = storage
         self.config = config
-        self.chunks = ChunkStore(storage: storage, chunkSize: config.chunkSize)
+        self.chunks = ChunkStore(storage: storage, chunkSize: config.chunkSize, prefixDigits: config.prefixDigits)
     }
 
     public var location: String { storage.location }
@@ -65,6 +72,9 @@ public final class Vault: Sendable {
         guard isValidChunkSize(config.chunkSize), config.hash == "sha256" else {
             throw DiskVaultError(.corrupt, "vault.json has chunk size \(config.chunkSize) and hash \(config.hash); expected a power of two in 64 KiB–16 MiB and sha256", path: "\(location)/vault.json")
         }
+        guard [0, 2, 4].contains(config.prefixDigits) else {
+            throw DiskVaultError(.corrupt, "vault.json has chunkPrefixDigits \(config.prefixDigits); expected 0, 2 or 4", path: "\(location)/vault.json")
+        }
         guard config.encryption.scheme == "none" else {
             throw DiskVaultError(.unsupported, "vault encryption \"\(config.encryption.scheme)\" is not supported by this build", path: "\(location)/vault.json")
         }
@@ -94,7 +104,7 @@ public final class Vault: Sendable {
         let config = VaultConfig(
             format: VaultConfig.formatName, version: VaultConfig.currentVersion, id: randomHex(16),
             created: Timestamp.format(now), chunkSize: chunkSize, hash: "sha256", compression: "zlib",
-            encryption: .init(scheme: "none"))
+            encryption: .init(scheme: "none"), chunkPrefixDigits: 0)
         try storage.replace("vault.json", try JSON.encode(config))
         return Vault(storage: storage, config: config)
     }

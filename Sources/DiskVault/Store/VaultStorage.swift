@@ -16,8 +16,11 @@ public protocol VaultStorage: Sendable {
     /// The whole object, at most `limit` bytes (a larger one is an error, never an allocation).
     func get(_ key: String, limit: Int) throws(DiskVaultError) -> [UInt8]
 
-    /// Reads the object into `buffer`; its length. An object larger than the buffer is corrupt.
-    func read(_ key: String, into buffer: UnsafeMutableRawBufferPointer) throws(DiskVaultError) -> Int
+    /// Reads the object into the buffer `destination` gives for the object's size, and returns the bytes read
+    /// there. An object larger than that buffer is corrupt.
+    func read(
+        _ key: String, into destination: (Int) -> UnsafeMutableRawBufferPointer
+    ) throws(DiskVaultError) -> UnsafeRawBufferPointer
 
     /// The object's size, or nil when it does not exist.
     func head(_ key: String) throws(DiskVaultError) -> UInt64?
@@ -36,6 +39,11 @@ public protocol VaultStorage: Sendable {
 }
 
 extension VaultStorage {
+    /// Reads the object into `buffer`; its length. An object larger than the buffer is corrupt.
+    public func read(_ key: String, into buffer: UnsafeMutableRawBufferPointer) throws(DiskVaultError) -> Int {
+        try read(key, into: { _ in buffer }).count
+    }
+
     public func putBlobIfAbsent(_ key: String, padded: UnsafeRawBufferPointer, length: Int) throws(DiskVaultError) -> Bool {
         try putIfAbsent(key, [UnsafeRawBufferPointer(rebasing: padded[..<length])], durable: false)
     }

@@ -51,7 +51,7 @@ final class FormatTests: XCTestCase {
         let again = try chunk.withUnsafeBytes { try store.store($0, digest: digest, mayCompress: true, codec: codec) }
         XCTAssertFalse(again.written)
 
-        let path = "\(dir.path)/\(ChunkStore.key(digest))"
+        let path = "\(dir.path)/\(store.key(digest))"
         var blob = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
         XCTAssertEqual(Array(blob.prefix(6)), Array("dvblob".utf8))
         XCTAssertEqual(blob[6], 1)
