@@ -84,6 +84,46 @@ final class FormatTests: XCTestCase {
         XCTAssertEqual(outcome.blobBytes, chunk.count + Blob.headerSize)
     }
 
+    /// A raw chunk in a frame is written from where it was read, header in front, and read back in place;
+    /// a blob of a raw blob's size that claims to be compressed is inflated elsewhere and refused when it
+    /// does not hold the chunk, never written over itself.
+    func testFramedRawChunkAndAMisleadingBlobSize() throws {
+        var g = SystemRandomNumberGenerator()
+        let chunkSize = 256 << 10
+        let chunk = (0..<chunkSize).map { _ in UInt8.random(in: 0...255, using: &g) }
+        let dir = try Scratch(self)
+        let store = ChunkStore(storage: LocalStorage(root: dir.path), chunkSize: chunkSize)
+        let codec = BlobCodec(chunkSize: chunkSize)
+        let frame = ByteBuffer(capacity: BlobCodec.frameCapacity(chunkSize: chunkSize))
+        let area = UnsafeMutableRawBufferPointer(rebasing: frame.storage[Blob.headerSize..<Blob.headerSize + chunkSize])
+        chunk.withUnsafeBytes { area.copyMemory(from: $0) }
+        let digest = SHA256.digest(chunk)
+        let outcome = try store.store(UnsafeRawBufferPointer(area), digest: digest, mayCompress: false, codec: codec, frame: frame.storage)
+        XCTAssertTrue(outcome.written)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: "\(dir.path)/\(store.key(digest))")).count, chunkSize + Blob.headerSize)
+
+        let out = ByteBuffer(capacity: 4096 + chunkSize)
+        let bytes = try store.load(digest, length: chunkSize, into: out, at: 4096, codec: codec)
+        XCTAssertEqual(bytes.baseAddress, UnsafeRawPointer(out.storage.baseAddress! + 4096))
+        XCTAssertEqual(Array(bytes), chunk)
+
+        // A text chunk, compressed; then asked for with the compressed size as its length.
+        let text = Array(String(repeating: "a line of a text file ", count: 10000).utf8)
+        let textDigest = SHA256.digest(text)
+        let stored = try text.withUnsafeBytes { try store.store($0, digest: textDigest, mayCompress: true, codec: codec) }
+        XCTAssertTrue(stored.compressed)
+        let misleading = stored.blobBytes - Blob.headerSize
+        XCTAssertThrowsError(try store.load(textDigest, length: misleading, into: out, at: 4096, codec: codec)) { error in
+            XCTAssertEqual((error as? DiskVaultError)?.code, .corrupt)
+            XCTAssertTrue("\(error)".contains(textDigest.hex), "\(error)")
+        }
+        // Asked for rightly, it still reads.
+        let textOut = ByteBuffer(capacity: 4096 + text.count)
+        let back = try store.load(textDigest, length: text.count, into: textOut, at: 4096, codec: codec)
+        XCTAssertEqual(Array(back), text)
+        withExtendedLifetime(textOut) {}
+    }
+
     func testByteCountParsing() {
         XCTAssertEqual(ByteCount.parse("4MiB"), 4 << 20)
         XCTAssertEqual(ByteCount.parse("64K"), 64 << 10)
