@@ -28,6 +28,13 @@ final class Background<T>: @unchecked Sendable {
         thread.start()
     }
 
+    /// Work already done on the caller's thread (too little to be worth a thread).
+    init(done result: Result<T, DiskVaultError>) {
+        outcome = result
+        if case .failure = result { hasFailed.store(true, ordering: .releasing) }
+        finished.signal()
+    }
+
     /// True once the work has ended with an error.
     var failed: Bool { hasFailed.load(ordering: .acquiring) }
 

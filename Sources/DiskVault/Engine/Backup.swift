@@ -89,7 +89,12 @@ public final class Backup {
                 layout: layout, disk: options.disk, pointID: pointID, access: access, file: source.file, image: source.path,
                 previous: previous?.manifest.keyBackup)
         }
-        let keyCheck = keyPlan.map { plan in Background { () throws(DiskVaultError) in try plan.finish() } }
+        let keyCheck = keyPlan.map { plan in
+            // Every check reused from the previous point: sealing alone is not worth a thread.
+            plan.needsCheck
+                ? Background { () throws(DiskVaultError) in try plan.finish() }
+                : Background(done: Result<(KeyBackupRecord, [UInt8]), DiskVaultError>(catching: { () throws(DiskVaultError) in try plan.finish() }))
+        }
         // The check reads the source's header: it has ended before this returns, whatever happens.
         defer { keyCheck?.join() }
         // Digests known to be in the vault: the previous point's, then every chunk this run stores or finds.

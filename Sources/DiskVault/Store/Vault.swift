@@ -3,7 +3,11 @@ import Foundation
 /// vault.json: what a vault is and how its chunks are made.
 public struct VaultConfig: Codable, Sendable, Equatable {
     public static let formatName = "diskvault"
-    public static let currentVersion = 1
+    /// 2: blobs at chunks/<64 hex>, `chunkPrefixDigits` recorded. 1: the first format, chunks/<4 hex>/<64 hex>;
+    /// still read and written. A build that knows only version 1 refuses a version-2 vault rather than look
+    /// for its blobs in the wrong place.
+    public static let currentVersion = 2
+    public static let readableVersions = 1...2
 
     public var format: String
     public var version: Int
@@ -13,13 +17,13 @@ public struct VaultConfig: Codable, Sendable, Equatable {
     public var hash: String
     public var compression: String
     public var encryption: Encryption
-    /// Hex digits of the folder a chunk's blob sits in: 0 (vaults made now) is `chunks/<64 hex>`, one folder
-    /// that ext4, XFS and btrfs index by hash; 4 (vaults made before, where the field is absent) is
-    /// `chunks/<4 hex>/<64 hex>`, which costs a 4 KiB folder and a mkdir per prefix.
+    /// Hex digits of the folder a chunk's blob sits in (format version 2): 0 (vaults made now) is
+    /// `chunks/<64 hex>`, one folder that ext4, XFS and btrfs index by hash. Version-1 vaults have no field
+    /// and keep `chunks/<4 hex>/<64 hex>`, which costs a 4 KiB folder and a mkdir per prefix.
     public var chunkPrefixDigits: Int?
 
-    /// The prefix length in effect: absent means the layout of vaults made before the field existed.
-    public var prefixDigits: Int { chunkPrefixDigits ?? 4 }
+    /// The prefix length in effect: a version-1 vault's is 4.
+    public var prefixDigits: Int { version == 1 ? 4 : chunkPrefixDigits ?? -1 }
 
     public struct Encryption: Codable, Sendable, Equatable {
         public var scheme: String
@@ -66,14 +70,14 @@ public final class Vault: Sendable {
         guard config.format == VaultConfig.formatName else {
             throw DiskVaultError(.notAVault, "vault.json names format \"\(config.format)\", not diskvault", path: "\(location)/vault.json")
         }
-        guard config.version == VaultConfig.currentVersion else {
-            throw DiskVaultError(.unsupported, "vault format version \(config.version) is not supported (this build reads version \(VaultConfig.currentVersion))", path: "\(location)/vault.json")
+        guard VaultConfig.readableVersions.contains(config.version) else {
+            throw DiskVaultError(.unsupported, "vault format version \(config.version) is not supported (this build reads versions \(VaultConfig.readableVersions.lowerBound) to \(VaultConfig.readableVersions.upperBound))", path: "\(location)/vault.json")
         }
         guard isValidChunkSize(config.chunkSize), config.hash == "sha256" else {
             throw DiskVaultError(.corrupt, "vault.json has chunk size \(config.chunkSize) and hash \(config.hash); expected a power of two in 64 KiB–16 MiB and sha256", path: "\(location)/vault.json")
         }
-        guard [0, 2, 4].contains(config.prefixDigits) else {
-            throw DiskVaultError(.corrupt, "vault.json has chunkPrefixDigits \(config.prefixDigits); expected 0, 2 or 4", path: "\(location)/vault.json")
+        guard config.version == 1 ? config.chunkPrefixDigits == nil : [0, 2, 4].contains(config.prefixDigits) else {
+            throw DiskVaultError(.corrupt, "vault.json of format version \(config.version) has chunkPrefixDigits \(config.chunkPrefixDigits.map(String.init) ?? "missing"); expected \(config.version == 1 ? "none" : "0, 2 or 4")", path: "\(location)/vault.json")
         }
         guard config.encryption.scheme == "none" else {
             throw DiskVaultError(.unsupported, "vault encryption \"\(config.encryption.scheme)\" is not supported by this build", path: "\(location)/vault.json")

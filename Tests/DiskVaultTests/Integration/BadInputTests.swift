@@ -46,7 +46,7 @@ final class BadInputTests: XCTestCase {
         let variants: [(String, String, String)] = [
             ("not JSON", "{ this is not json", "not a diskvault vault configuration"),
             ("truncated", String(original.prefix(original.count / 2)), "not a diskvault vault configuration"),
-            ("unknown version", original.replacingOccurrences(of: "\"version\" : 1", with: "\"version\" : 99"), "version 99 is not supported"),
+            ("unknown version", original.replacingOccurrences(of: "\"version\" : 2", with: "\"version\" : 99"), "version 99 is not supported"),
             ("another format", original.replacingOccurrences(of: "\"format\" : \"diskvault\"", with: "\"format\" : \"borg\""), "not diskvault"),
             ("hostile chunk size", original.replacingOccurrences(of: "\"chunkSize\" : 4194304", with: "\"chunkSize\" : 9223372036854775807"), "chunk size"),
         ]

@@ -22,6 +22,7 @@ final class VaultLayoutTests: XCTestCase {
         XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB").status, 0)
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(vault)/vault.json"))) as? [String: Any]
         XCTAssertEqual(config?["chunkPrefixDigits"] as? Int, 0)
+        XCTAssertEqual(config?["version"] as? Int, 2)
         let r = try Tool.dv("backup", image, "--vault", vault, "--disk", "d", "--json")
         XCTAssertEqual(r.status, 0, r.output)
         let files = blobFiles(vault)
@@ -35,10 +36,10 @@ final class VaultLayoutTests: XCTestCase {
         try makeImage(image, seed: "one")
         XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB").status, 0)
         XCTAssertEqual(try Tool.dv("backup", image, "--vault", vault, "--disk", "d").status, 0)
-        // Turn it into a vault as the earlier layout wrote it: blobs under a 4-hex folder, no field in vault.json.
+        // Turn it into a vault as format version 1 wrote it: blobs under a 4-hex folder, no field in vault.json.
         _ = try Tool.sh("""
             cd \(vault)/chunks && for f in *; do mkdir -p "${f:0:4}" && mv "$f" "${f:0:4}/$f"; done
-            jq 'del(.chunkPrefixDigits)' \(vault)/vault.json > \(vault)/vault.json.new && mv \(vault)/vault.json.new \(vault)/vault.json
+            jq 'del(.chunkPrefixDigits) | .version = 1' \(vault)/vault.json > \(vault)/vault.json.new && mv \(vault)/vault.json.new \(vault)/vault.json
             """)
         XCTAssertTrue(blobFiles(vault).allSatisfy { $0.split(separator: "/").count == 2 && $0.hasPrefix(String($0.split(separator: "/")[1].prefix(4))) })
 
@@ -64,5 +65,24 @@ final class VaultLayoutTests: XCTestCase {
         XCTAssertEqual(try gc.json()["blobsRemoved"] as? Int, 1)
         XCTAssertEqual(try gc.json()["blobsKept"] as? Int, kept)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(vault)/chunks/abab/\(stray)"))
+    }
+
+    func testVaultJSONWhoseVersionAndLayoutDisagreeIsRefused() throws {
+        let s = try Scratch(self)
+        let vault = s.file("vault")
+        XCTAssertEqual(try Tool.dv("vault", "init", vault).status, 0)
+        for (edit, says) in [
+            (".version = 1", "format version 1 has chunkPrefixDigits 0; expected none"),
+            ("del(.chunkPrefixDigits)", "format version 2 has chunkPrefixDigits missing"),
+            (".chunkPrefixDigits = 3", "chunkPrefixDigits 3; expected 0, 2 or 4"),
+            (".version = 3", "vault format version 3 is not supported"),
+        ] {
+            _ = try Tool.sh("cp \(vault)/vault.json \(s.file("good.json")) && jq '\(edit)' \(s.file("good.json")) > \(vault)/vault.json")
+            let r = try Tool.dv("points", "--vault", vault)
+            XCTAssertEqual(r.status, 1, edit)
+            XCTAssertTrue(r.stderr.contains(says), "\(edit): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("\(vault)/vault.json"), r.stderr)
+            _ = try Tool.sh("cp \(s.file("good.json")) \(vault)/vault.json")
+        }
     }
 }

@@ -100,7 +100,12 @@ final class FormatTests: XCTestCase {
         let digest = SHA256.digest(chunk)
         let outcome = try store.store(UnsafeRawBufferPointer(area), digest: digest, mayCompress: false, codec: codec, frame: frame.storage)
         XCTAssertTrue(outcome.written)
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: "\(dir.path)/\(store.key(digest))")).count, chunkSize + Blob.headerSize)
+        let written = try Array(Data(contentsOf: URL(fileURLWithPath: "\(dir.path)/\(store.key(digest))")))
+        XCTAssertEqual(written.count, chunkSize + Blob.headerSize)
+        // The header went into the frame, in front of the chunk: the blob was written from there.
+        XCTAssertEqual(Array(UnsafeRawBufferPointer(rebasing: frame.storage[0..<Blob.headerSize])), Array(written.prefix(Blob.headerSize)))
+        XCTAssertEqual(Array(UnsafeRawBufferPointer(rebasing: frame.storage[0..<6])), Array("dvblob".utf8))
+        XCTAssertEqual(Array(written.dropFirst(Blob.headerSize)), chunk)
 
         let out = ByteBuffer(capacity: 4096 + chunkSize)
         let bytes = try store.load(digest, length: chunkSize, into: out, at: 4096, codec: codec)
