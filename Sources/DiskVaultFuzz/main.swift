@@ -1,14 +1,38 @@
-// libFuzzer entry for the header parsers. Build and run with scripts/fuzz; without libFuzzer this program
+// libFuzzer entry for the header parsers and the vault's own formats (blobs, indexes). Build and run with scripts/fuzz; without libFuzzer this program
 // replays the inputs named on its command line (crash reproducers, corpus files) through the same parsers.
 #if canImport(Glibc)
 import Glibc
 #endif
 import DiskVault
 
-/// Which parser to feed: mbr, gpt, luks1, luks2, bitlocker or layout (all of them, as inspect reads a disk).
+/// Which parser to feed: mbr, gpt, luks1, luks2, bitlocker or layout (all of them, as inspect reads a disk);
+/// blob (a chunk blob: header, CRC, inflate into a chunk-sized buffer, and the in-place check a restore
+/// makes of a raw blob) or index (a recovery point's index).
 let parser = getenv("DISKVAULT_FUZZ_PARSER").map { String(cString: $0) } ?? "layout"
 
+/// A chunk-sized output, and the inflater a restore worker would use.
+let chunkOutput = ByteBuffer(capacity: 1 << 20)
+// libFuzzer calls in from one thread.
+nonisolated(unsafe) let inflater = IsalInflater()
+
+func feedVaultFormat(_ bytes: UnsafeRawBufferPointer) {
+    switch parser {
+    case "blob":
+        // A damaged blob is refused with a reason; only crashes, hangs and leaks are findings.
+        _ = try? Blob.decode(bytes, into: chunkOutput.storage, inflater: inflater)
+        _ = try? Blob.check(bytes)
+    default:
+        do {
+            let index = try ChunkIndex.decode(Array(bytes), source: "fuzz-input")
+            precondition(index.encoded() == Array(bytes), "an index that decodes encodes to the same bytes")
+        } catch {
+            precondition(error.path == "fuzz-input", "error without the index's name: \(error)")
+        }
+    }
+}
+
 func feed(_ bytes: UnsafeRawBufferPointer) {
+    if parser == "blob" || parser == "index" { return feedVaultFormat(bytes) }
     let fd = FuzzInput.memfd()
     let file = FileDescriptor(adopting: fd, path: "fuzz-input")
     if bytes.count > 0 { try? file.write(bytes, at: 0) }
