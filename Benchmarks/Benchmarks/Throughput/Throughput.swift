@@ -224,7 +224,7 @@ let benchmarks: @Sendable () -> Void = {
             let outcome = timed(benchmark, bytes: chunkSize) {
                 do {
                     return try vault.chunks.store(
-                        UnsafeRawBufferPointer(rebasing: chunk.storage[Blob.headerSize..<Blob.headerSize + chunkSize]), digest: digest,
+                        UnsafeRawBufferPointer(BlobCodec.chunkArea(of: chunk, length: chunkSize)), digest: digest,
                         mayCompress: true, codec: vault.codec, frame: chunk.storage)
                 } catch {
                     fatalError("store failed: \(error)")
@@ -238,10 +238,11 @@ let benchmarks: @Sendable () -> Void = {
             holder.vault = made
             let plain = makeChunk()
             let chunk = ByteBuffer(capacity: BlobCodec.frameCapacity(chunkSize: chunkSize))
-            UnsafeMutableRawBufferPointer(rebasing: chunk.storage[Blob.headerSize..<Blob.headerSize + chunkSize]).copyMemory(from: plain.prefix(chunkSize))
+            let area = BlobCodec.chunkArea(of: chunk, length: chunkSize)
+            area.copyMemory(from: plain.prefix(chunkSize))
             let digest = randomDigest()
             let outcome = try made.chunks.store(
-                UnsafeRawBufferPointer(rebasing: chunk.storage[Blob.headerSize..<Blob.headerSize + chunkSize]), digest: digest,
+                UnsafeRawBufferPointer(area), digest: digest,
                 mayCompress: true, codec: made.codec, frame: chunk.storage)
             precondition(outcome.written && outcome.compressed == compresses, "unexpected store outcome \(outcome)")
             try made.chunks.storage.delete(made.chunks.key(digest))

@@ -1,48 +1,44 @@
 import Foundation
 import Synchronization
 
-/// One piece of work on a thread of its own, beside the caller's: `wait` for its result, `failed` to learn
-/// early that it threw. `join` before anything it uses goes away.
+/// One piece of work beside the caller's: `wait` for its result, `failed` to learn early that it threw.
+/// `join` before anything it uses goes away.
 final class Background<T>: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
-    /// Written by the thread before it signals `finished`, read only after waiting for it.
+    /// Written before `finished` is signalled, read only after waiting for it.
     private var outcome: Result<T, DiskVaultError>?
     private let hasFailed = Atomic<Bool>(false)
-    private let joined = Atomic<Bool>(false)
 
-    init(_ work: @escaping () throws(DiskVaultError) -> T) {
-        let box = UncheckedBox(work)
-        let thread = Thread { [self] in
-            let result: Result<T, DiskVaultError>
-            do throws(DiskVaultError) {
-                result = .success(try box.value())
-            } catch {
-                result = .failure(error)
-            }
-            outcome = result
-            if case .failure = result { hasFailed.store(true, ordering: .releasing) }
-            finished.signal()
+    /// Runs `work` on a thread of its own, or at once on the caller's when it is too little to be worth one.
+    init(onItsOwnThread: Bool = true, _ work: @escaping () throws(DiskVaultError) -> T) {
+        guard onItsOwnThread else {
+            finish(work)
+            return
         }
+        let box = UncheckedBox(work)
+        let thread = Thread { [self] in finish(box.value) }
         thread.name = "diskvault-background"
         thread.stackSize = 1 << 20
         thread.start()
     }
 
-    /// Work already done on the caller's thread (too little to be worth a thread).
-    init(done result: Result<T, DiskVaultError>) {
-        outcome = result
-        if case .failure = result { hasFailed.store(true, ordering: .releasing) }
+    private func finish(_ work: () throws(DiskVaultError) -> T) {
+        do throws(DiskVaultError) {
+            outcome = .success(try work())
+        } catch {
+            outcome = .failure(error)
+            hasFailed.store(true, ordering: .releasing)
+        }
         finished.signal()
     }
 
     /// True once the work has ended with an error.
     var failed: Bool { hasFailed.load(ordering: .acquiring) }
 
-    /// Blocks until the work has ended.
+    /// Blocks until the work has ended; any number of times.
     func join() {
-        if joined.load(ordering: .acquiring) { return }
         finished.wait()
-        joined.store(true, ordering: .releasing)
+        finished.signal()
     }
 
     /// The work's result, once it has ended; rethrows its error.

@@ -89,12 +89,8 @@ public final class Backup {
                 layout: layout, disk: options.disk, pointID: pointID, access: access, file: source.file, image: source.path,
                 previous: previous?.manifest.keyBackup)
         }
-        let keyCheck = keyPlan.map { plan in
-            // Every check reused from the previous point: sealing alone is not worth a thread.
-            plan.needsCheck
-                ? Background { () throws(DiskVaultError) in try plan.finish() }
-                : Background(done: Result<(KeyBackupRecord, [UInt8]), DiskVaultError>(catching: { () throws(DiskVaultError) in try plan.finish() }))
-        }
+        // Every check reused from the previous point: sealing alone is not worth a thread.
+        let keyCheck = keyPlan.map { plan in Background(onItsOwnThread: plan.needsCheck) { () throws(DiskVaultError) in try plan.finish() } }
         // The check reads the source's header: it has ended before this returns, whatever happens.
         defer { keyCheck?.join() }
         // Digests known to be in the vault: the previous point's, then every chunk this run stores or finds.
@@ -141,7 +137,7 @@ public final class Backup {
                             return .holes(count: count, last: last)
                         case .data(let buffer, let n, let readBytes, let mayCompress):
                             defer { pool.give(buffer) }
-                            let bytes = UnsafeRawBufferPointer(rebasing: buffer.storage[Blob.headerSize..<Blob.headerSize + n])
+                            let bytes = UnsafeRawBufferPointer(BlobCodec.chunkArea(of: buffer, length: n))
                             if isAllZero(bytes) { return .zero(length: n, hole: n - readBytes) }
                             let digest = SHA256.digest(bytes)
                             if present.withLock({ $0.contains(digest) }) {
@@ -250,7 +246,7 @@ public final class Backup {
                 let buffer = pool.take()
                 let n: Int
                 do {
-                    n = try file.readSequential(into: UnsafeMutableRawBufferPointer(rebasing: buffer.storage[Blob.headerSize..<Blob.headerSize + chunkSize]))
+                    n = try file.readSequential(into: BlobCodec.chunkArea(of: buffer, length: chunkSize))
                 } catch {
                     pool.give(buffer)
                     throw error
@@ -277,13 +273,12 @@ public final class Backup {
                 holes += 1
                 lastHole = length
                 offset += UInt64(length)
-                // A run is cut now and then, so that progress moves across a long hole.
-                if holes == 1 << 14 { try flushHoles() }
+                if holes == maxZeroRun { try flushHoles() }
                 continue
             }
             try flushHoles()
             let buffer = pool.take()
-            let chunkArea = UnsafeMutableRawBufferPointer(rebasing: buffer.storage[Blob.headerSize..<Blob.headerSize + length])
+            let chunkArea = BlobCodec.chunkArea(of: buffer, length: length)
             var readBytes = 0
             do {
                 var filled = 0

@@ -36,6 +36,10 @@ public func defaultThreadCount() -> Int {
     max(1, ProcessInfo.processInfo.activeProcessorCount) + 1
 }
 
+/// The most chunks of zeros or holes a pipeline carries as one item: long runs are still cut now and then,
+/// so that progress moves across them.
+let maxZeroRun = 1 << 14
+
 /// Buffers in flight for a pipeline over chunks of `chunkSize`: enough to keep every worker busy,
 /// few enough that chunk buffers stay within about 32 MiB whatever the image size.
 func pipelineDepth(workers: Int, chunkSize: Int) -> Int {

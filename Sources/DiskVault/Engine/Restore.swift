@@ -180,7 +180,7 @@ public final class Restore {
                     var i = 0
                     while i < index.count {
                         var end = i
-                        while end < index.count && index.digests[end].isZero && end - i < 1 << 14 { end += 1 }
+                        while end < index.count && index.digests[end].isZero && end - i < maxZeroRun { end += 1 }
                         if end > i {
                             try emit(RestoreItem.zeros(i..<end))
                             i = end
@@ -199,7 +199,8 @@ public final class Restore {
                         let i: Int
                         switch item {
                         case .zeros(let run):
-                            let length = run.reduce(0) { $0 + index.length(ofChunk: $1) }
+                            // Every chunk of the run is whole but perhaps the image's last.
+                            let length = (run.count - 1) * chunkSize + index.length(ofChunk: run.upperBound - 1)
                             return RestoredChunk(length: length, written: false)
                         case .chunk(let n):
                             i = n

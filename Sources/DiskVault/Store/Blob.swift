@@ -14,6 +14,11 @@ public enum Blob {
     /// Blobs are written in whole multiples of this where the file system takes direct I/O.
     public static let directIOAlignment = 4096
 
+    /// `n` rounded up to a whole multiple of `directIOAlignment`.
+    public static func directIOLength(_ n: Int) -> Int {
+        (n + directIOAlignment - 1) / directIOAlignment * directIOAlignment
+    }
+
     public struct Flags: OptionSet, Sendable {
         public let rawValue: UInt8
         public init(rawValue: UInt8) { self.rawValue = rawValue }

@@ -15,7 +15,12 @@ public final class BlobCodec {
     /// byte `Blob.headerSize`, room for its header before it and for rounding the blob up to the direct-I/O
     /// alignment after it.
     public static func frameCapacity(chunkSize: Int) -> Int {
-        (Blob.headerSize + chunkSize + Blob.directIOAlignment - 1) / Blob.directIOAlignment * Blob.directIOAlignment
+        Blob.directIOLength(Blob.headerSize + chunkSize)
+    }
+
+    /// Where a chunk of `length` bytes sits in `frame`.
+    public static func chunkArea(of frame: ByteBuffer, length: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: frame.storage[Blob.headerSize..<Blob.headerSize + length])
     }
 
     /// The blob for `chunk`, deflated when it pays (at least 1/8 smaller): its bytes, and the same rounded up
@@ -48,7 +53,7 @@ public final class BlobCodec {
         let payload = UnsafeRawBufferPointer(rebasing: buffer[Blob.headerSize..<Blob.headerSize + n])
         Blob.makeHeader(flags: flags, payload: payload, into: buffer)
         let length = Blob.headerSize + n
-        let padded = (length + Blob.directIOAlignment - 1) / Blob.directIOAlignment * Blob.directIOAlignment
+        let padded = Blob.directIOLength(length)
         return (
             UnsafeRawBufferPointer(rebasing: buffer[..<length]),
             UnsafeRawBufferPointer(rebasing: buffer[..<min(padded, buffer.count)]),

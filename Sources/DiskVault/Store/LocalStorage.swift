@@ -58,10 +58,9 @@ public final class LocalStorage: VaultStorage {
     /// page cache (on this kind of machine buffered writes cost more CPU than hashing); the file is then cut to
     /// its length. Falls back to `putIfAbsent` where direct I/O is not available.
     public func putBlobIfAbsent(_ key: String, padded: UnsafeRawBufferPointer, length: Int) throws(DiskVaultError) -> Bool {
-        let alignment = Blob.directIOAlignment
-        let rounded = (length + alignment - 1) / alignment * alignment
+        let rounded = Blob.directIOLength(length)
         guard directIO.withLock({ $0 }) != false, length >= 64 << 10, padded.count >= rounded,
-            let base = padded.baseAddress, Int(bitPattern: base) % alignment == 0
+            let base = padded.baseAddress, Int(bitPattern: base) % Blob.directIOAlignment == 0
         else {
             return try putIfAbsent(key, [UnsafeRawBufferPointer(rebasing: padded[..<length])], durable: false)
         }
