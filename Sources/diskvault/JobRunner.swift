@@ -21,11 +21,13 @@ func runJob<T>(
     var held: [VaultLock] = []
     defer { held.reversed().forEach { $0.release() } }
     for kind in locks {
-        let lock = try VaultLock.acquire(kind, root: vault.location, purpose: kind.purpose(job: jobKind, disk: disk), wait: wait)
+        let lock = try VaultLock.acquire(kind, storage: vault.storage, purpose: kind.purpose(job: jobKind, disk: disk), wait: wait)
         for stale in lock.takenOver { Terminal.warning("took over \(stale)") }
+        for w in lock.warnings { Terminal.warning(w) }
         held.append(lock)
     }
-    let job = try Job.start(vault, kind: jobKind, disk: disk)
+    let job = Job.start(vault, kind: jobKind, disk: disk)
+    defer { if let problem = job.recordProblem { Terminal.warning(problem) } }
     var outcome = JobOutcome()
     do {
         let result = try body(&outcome)

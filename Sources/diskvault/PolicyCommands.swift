@@ -174,9 +174,10 @@ struct RunDueCommand: ParsableCommand {
             var run = Run(disk: d.disk, slot: Timestamp.format(due.slot), outcome: "completed")
             do {
                 // Hold the disk, then look again: another run-due may have backed it up since the list was made.
-                let diskLock = try VaultLock.acquire(.disk(d.disk), root: vault.location, purpose: "backup of disk \(d.disk)")
+                let diskLock = try VaultLock.acquire(.disk(d.disk), storage: vault.storage, purpose: "backup of disk \(d.disk)")
                 defer { diskLock.release() }
                 for stale in diskLock.takenOver { Terminal.warning("took over \(stale)") }
+                for w in diskLock.warnings { Terminal.warning(w) }
                 guard try Schedule.due(vault, now: now).contains(where: { $0.disk.disk == d.disk }) else {
                     run.outcome = "skipped"
                     run.error = "backed up by another run meanwhile"
@@ -190,7 +191,7 @@ struct RunDueCommand: ParsableCommand {
                     return m
                 }
                 run.point = manifest.id
-            } catch let e as DiskVaultError where e.code == .alreadyExists && e.message.contains("is locked by") {
+            } catch let e as DiskVaultError where e.code == .locked {
                 run.outcome = "skipped"
                 run.error = e.description
             } catch {

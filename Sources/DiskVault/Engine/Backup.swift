@@ -57,7 +57,7 @@ public final class Backup {
             return try perform()
         } catch where error.code == .noSpace {
             throw DiskVaultError(
-                .noSpace, "backup stopped, no recovery point was written: no space left in the vault",
+                .noSpace, "backup stopped, no recovery point was written: no space left in the vault (diskvault prune, then diskvault gc, frees what no point needs; gc runs on a full disk)",
                 path: vault.location, cause: error.cause)
         }
     }

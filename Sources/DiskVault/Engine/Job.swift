@@ -21,16 +21,25 @@ public struct JobRecord: Codable, Sendable, Equatable {
 public final class Job {
     let vault: Vault
     public private(set) var record: JobRecord
+    /// Why the record could not be written, when it could not.
+    public private(set) var recordProblem: String?
+    private var written = false
 
     static func key(_ id: String) -> String { "jobs/\(id).json" }
 
-    /// Records the start of a job.
-    public static func start(_ vault: Vault, kind: String, disk: String?) throws(DiskVaultError) -> Job {
+    /// Records the start of a job. A record that cannot be written (a full vault disk) never stops the job:
+    /// `recordProblem` says why, for a warning.
+    public static func start(_ vault: Vault, kind: String, disk: String?) -> Job {
         let now = Date()
         let id = "\(RecoveryPoint.newID(at: now))-\(kind)"
         let record = JobRecord(id: id, kind: kind, disk: disk, state: "in-progress", holder: .current(purpose: kind), started: Timestamp.format(now))
         let job = Job(vault: vault, record: record)
-        try vault.storage.replace(key(id), try JSON.encode(record))
+        do {
+            try vault.storage.replace(key(id), try JSON.encode(record))
+            job.written = true
+        } catch {
+            job.recordProblem = "the job's record could not be written (\(error))"
+        }
         return job
     }
 
@@ -39,7 +48,9 @@ public final class Job {
         self.record = record
     }
 
-    /// Records the end of the job. A failure to write the record is not allowed to hide the job's own outcome.
+    /// Records the end of the job. A failure to write the record is not allowed to hide the job's own outcome:
+    /// the start record, which would claim the job never ended, is removed instead (removing needs no space),
+    /// and `recordProblem` says what happened.
     public func finish(error: Error? = nil, bytes: UInt64? = nil, point: String? = nil, warnings: [String] = []) {
         record.ended = Timestamp.format(Date())
         record.bytes = bytes
@@ -51,7 +62,12 @@ public final class Job {
         } else {
             record.state = warnings.isEmpty ? "completed" : "completed-with-warnings"
         }
-        if let bytes = try? JSON.encode(record) { try? vault.storage.replace(Self.key(record.id), bytes) }
+        do {
+            try vault.storage.replace(Self.key(record.id), try JSON.encode(record))
+        } catch {
+            if written { try? vault.storage.delete(Self.key(record.id)) }
+            recordProblem = recordProblem ?? "the job's record could not be written (\(error))"
+        }
     }
 
     /// Every job, oldest first; one still "in progress" whose process is gone is reported failed.
@@ -63,7 +79,7 @@ public final class Job {
             else { continue }
             if record.state == "in-progress" && !record.holder.isAlive {
                 record.state = "failed"
-                record.error = "the process (pid \(record.holder.pid)) died before the job ended"
+                record.error = "the process (pid \(record.holder.pid)) died, or could not record the end of the job"
             }
             out.append(record)
         }

@@ -12,10 +12,12 @@ public struct LockHolder: Codable, Sendable, Equatable, CustomStringConvertible 
     public var host: String
     public var purpose: String
     public var since: String
+    /// How the lock is held (records of locks; job records have none).
+    public var mode: LockMode?
 
-    public static func current(purpose: String) -> LockHolder {
+    public static func current(purpose: String, mode: LockMode? = nil) -> LockHolder {
         LockHolder(pid: getpid(), startTicks: processStartTicks(getpid()) ?? 0, host: ProcessInfo.processInfo.hostName,
-                   purpose: purpose, since: Timestamp.format(Date()))
+                   purpose: purpose, since: Timestamp.format(Date()), mode: mode)
     }
 
     /// False only when the holder is known to be gone: same host, and no process with that pid and start time.
@@ -38,123 +40,156 @@ func processStartTicks(_ pid: Int32) -> UInt64? {
     return fields.count > 19 ? UInt64(fields[19]) : nil
 }
 
-/// Vault locks, as files under locks/: shared ones (backups, restores) side by side; one exclusive (gc, prune,
-/// vault changes) that waits for every shared one to go; and one per disk, so that two backups of a disk never
-/// run at once. A lock whose holder died is reported and taken over; a live holder is waited for (up to
-/// `wait`) or named in the error.
+/// The locks of a vault. Backups and restores share the vault with each other; gc, prune and vault changes hold
+/// it exclusively, and one that waits keeps new shared holders out (an "intent" lock), so a stream of backups
+/// cannot starve it; each disk has a lock of its own, so two backups of a disk never run at once. The storage
+/// decides who holds a lock, atomically (see `VaultLocking`); the records beside it only name holders. A live
+/// holder is waited for (up to `wait`) or named in a `.locked` error; a dead holder's lock is already free, and
+/// its record is reported ("took over a stale lock of …") and removed by the next exclusive holder.
 public final class VaultLock {
-    public enum Kind: Sendable { case shared, exclusive, disk(String) }
+    public enum Kind: Sendable, Equatable {
+        case shared, exclusive, disk(String)
+    }
 
-    let dir: String
-    let path: String
     public let holder: LockHolder
-    /// Stale locks this acquisition found and took over, for the caller to report.
+    /// Stale records this acquisition found and removed, for the caller to report.
     public private(set) var takenOver: [String] = []
-    private var released = false
-    private let cleanup: InterruptCleanup.Registration
+    /// Things worth a warning that did not stop the lock (its record could not be written, say).
+    public private(set) var warnings: [String] = []
+    private let held: [any StorageLock]
 
-    init(dir: String, path: String, holder: LockHolder, takenOver: [String]) {
-        self.dir = dir
-        self.path = path
+    private init(holder: LockHolder, held: [any StorageLock], takenOver: [String], warnings: [String]) {
         self.holder = holder
+        self.held = held
         self.takenOver = takenOver
-        cleanup = InterruptCleanup.register(path)
+        self.warnings = warnings
     }
 
     deinit { release() }
 
     public func release() {
-        guard !released else { return }
-        released = true
-        cleanup.cancel()
-        unlink(path)
+        for lock in held.reversed() { lock.release() }
     }
 
-    /// Acquires a lock on the vault at `root` (a local directory).
-    public static func acquire(_ kind: Kind, root: String, purpose: String, wait: TimeInterval = 0) throws(DiskVaultError) -> VaultLock {
-        let dir = "\(root)/locks"
-        try FileSystem.makeDirectories(dir)
-        let holder = LockHolder.current(purpose: purpose)
-        let deadline = Date().addingTimeInterval(wait)
-        var takenOver: [String] = []
+    static let pollInterval: TimeInterval = 0.1
+    /// Where lock files and holders' records live in a vault.
+    public static let folder = "locks"
+
+    /// Acquires a lock on the vault whose storage is `storage`, waiting up to `wait` seconds for live holders.
+    public static func acquire(
+        _ kind: Kind, storage: any VaultStorage, purpose: String, wait: TimeInterval = 0
+    ) throws(DiskVaultError) -> VaultLock {
+        let deadline = Date().addingTimeInterval(max(0, wait))
         switch kind {
-        case .disk(let name):
-            let path = "\(dir)/disk-\(name).json"
-            try createExclusiveFile(path, holder: holder, deadline: deadline, takenOver: &takenOver, what: "disk \(name)")
-            return VaultLock(dir: dir, path: path, holder: holder, takenOver: takenOver)
+        case .disk(let disk):
+            try DiskName.validate(disk)
+            let name = "disk-\(disk)"
+            let holder = LockHolder.current(purpose: purpose, mode: .exclusive)
+            let lock = try waitFor(deadline) { () throws(DiskVaultError) in
+                try storage.tryLock(name, .exclusive, record: try JSON.encode(holder, pretty: false))
+            } busy: { () throws(DiskVaultError) in
+                DiskVaultError(.locked, "disk \(disk) is locked by \(describe(try liveHolders(storage, name))); try again when it is done", path: storage.location)
+            }
+            var taken: [String] = []
+            try removeStale(storage, name, except: lock.recordKey, into: &taken)
+            return VaultLock(holder: holder, held: [lock], takenOver: taken, warnings: recordWarnings([lock], storage))
         case .shared:
-            let path = "\(dir)/shared-\(holder.pid)-\(randomHex(4)).json"
-            while true {
-                if let owner = try liveHolder("\(dir)/exclusive.json", takenOver: &takenOver) {
-                    guard Date() < deadline else {
-                        throw DiskVaultError(.alreadyExists, "the vault is locked exclusively by \(owner); try again when it is done", path: root)
-                    }
-                    Thread.sleep(forTimeInterval: 0.2)
-                    continue
-                }
-                try FileSystem.writeFileAtomically(path, try JSON.encode(holder))
-                // An exclusive holder may have appeared meanwhile: it waits for us, unless it came first.
-                if FileSystem.exists("\(dir)/exclusive.json"), try liveHolder("\(dir)/exclusive.json", takenOver: &takenOver) != nil {
-                    unlink(path)
-                    continue
-                }
-                return VaultLock(dir: dir, path: path, holder: holder, takenOver: takenOver)
+            let holder = LockHolder.current(purpose: purpose, mode: .shared)
+            let record = try JSON.encode(holder, pretty: false)
+            func exclusiveHolders() throws(DiskVaultError) -> String {
+                describe(try liveHolders(storage, "vault").filter { $0.mode != .shared })
             }
+            let lock = try waitFor(deadline) { () throws(DiskVaultError) -> (any StorageLock)? in
+                // An exclusive holder or waiter holds the intent lock: a new shared holder waits behind it.
+                guard let intent = try storage.tryLock("intent", .shared, record: nil) else { return nil }
+                defer { intent.release() }
+                return try storage.tryLock("vault", .shared, record: record)
+            } busy: { () throws(DiskVaultError) in
+                DiskVaultError(.locked, "the vault is locked exclusively by \(try exclusiveHolders()); try again when it is done", path: storage.location)
+            }
+            return VaultLock(holder: holder, held: [lock], takenOver: [], warnings: recordWarnings([lock], storage))
         case .exclusive:
-            let path = "\(dir)/exclusive.json"
-            try createExclusiveFile(path, holder: holder, deadline: deadline, takenOver: &takenOver, what: "the vault")
-            let lock = VaultLock(dir: dir, path: path, holder: holder, takenOver: takenOver)
-            // Wait for running backups and restores to finish.
-            while true {
-                var live: [LockHolder] = []
-                for name in try FileSystem.list(dir) where name.hasPrefix("shared-") {
-                    if let h = try liveHolder("\(dir)/\(name)", takenOver: &takenOver) { live.append(h) }
+            let holder = LockHolder.current(purpose: purpose, mode: .exclusive)
+            let intent = try waitFor(deadline) { () throws(DiskVaultError) in
+                try storage.tryLock("intent", .exclusive, record: nil)
+            } busy: { () throws(DiskVaultError) in
+                let others = try liveHolders(storage, "vault").filter { $0.mode == .exclusive }
+                return DiskVaultError(
+                    .locked, "the vault is locked exclusively by \(others.isEmpty ? "another run that is waiting for it" : describe(others)); try again when it is done",
+                    path: storage.location)
+            }
+            // Running backups and restores finish first; new ones wait behind the intent lock meanwhile.
+            let lock: any StorageLock
+            do {
+                lock = try waitFor(deadline) { () throws(DiskVaultError) in
+                    try storage.tryLock("vault", .exclusive, record: try JSON.encode(holder, pretty: false))
+                } busy: { () throws(DiskVaultError) in
+                    DiskVaultError(.locked, "the vault is in use by \(describe(try liveHolders(storage, "vault"))); try again when it is done", path: storage.location)
                 }
-                lock.takenOver = takenOver
-                if live.isEmpty { return lock }
-                guard Date() < deadline else {
-                    lock.release()
-                    throw DiskVaultError(.alreadyExists, "the vault is in use by \(live.map(\.description).joined(separator: ", ")); try again when it is done", path: root)
-                }
-                Thread.sleep(forTimeInterval: 0.2)
+            } catch {
+                intent.release()
+                throw error
+            }
+            intent.release()
+            // Holding the vault exclusively, every other record of it is a dead holder's.
+            var taken: [String] = []
+            try removeStale(storage, "vault", except: lock.recordKey, into: &taken)
+            try removeLegacyLockFiles(storage, into: &taken)
+            return VaultLock(holder: holder, held: [lock], takenOver: taken, warnings: recordWarnings([lock], storage))
+        }
+    }
+
+    /// Tries `take` until it returns a lock or the deadline passes; then throws what `busy` describes.
+    private static func waitFor(
+        _ deadline: Date, _ take: () throws(DiskVaultError) -> (any StorageLock)?, busy: () throws(DiskVaultError) -> DiskVaultError
+    ) throws(DiskVaultError) -> any StorageLock {
+        while true {
+            if let lock = try take() { return lock }
+            guard Date() < deadline else { throw try busy() }
+            Thread.sleep(forTimeInterval: min(pollInterval, max(0.001, deadline.timeIntervalSinceNow)))
+        }
+    }
+
+    /// The holders named by readable records of lock `name` whose processes live.
+    static func liveHolders(_ storage: any VaultStorage, _ name: String) throws(DiskVaultError) -> [LockHolder] {
+        try storage.lockRecords(name).compactMap { entry in
+            entry.bytes.flatMap { try? JSONDecoder().decode(LockHolder.self, from: Data($0)) }
+        }.filter(\.isAlive)
+    }
+
+    static func describe(_ holders: [LockHolder]) -> String {
+        holders.isEmpty ? "another process (its record cannot be read)" : holders.map(\.description).joined(separator: ", ")
+    }
+
+    private static func recordWarnings(_ locks: [any StorageLock], _ storage: any VaultStorage) -> [String] {
+        locks.compactMap { $0.recordProblem.map { "this run's lock is held but its holder could not be recorded in \(storage.location)/locks (\($0))" } }
+    }
+
+    /// Removes every record of lock `name` but `own`: called only by an exclusive holder, for whom each is a dead
+    /// holder's (or one cut short by a crash).
+    private static func removeStale(_ storage: any VaultStorage, _ name: String, except own: String?, into taken: inout [String]) throws(DiskVaultError) {
+        for entry in try storage.lockRecords(name) where entry.key != own {
+            if let bytes = entry.bytes, let dead = try? JSONDecoder().decode(LockHolder.self, from: Data(bytes)) {
+                // A holder on another host cannot be seen dead from here; it cannot hold this lock now either.
+                taken.append("a stale lock of \(dead) whose process is gone")
+            } else {
+                taken.append("an unreadable lock record \(FileSystem.lastComponent(of: entry.key))")
+            }
+            do { try storage.delete(entry.key) } catch {
+                taken.append("(it could not be removed: \(error); remove \(storage.location)/\(entry.key) by hand)")
             }
         }
     }
 
-    /// The live holder of the lock file at `path`, nil when there is none; a dead holder's file is removed
-    /// and reported in `takenOver`.
-    static func liveHolder(_ path: String, takenOver: inout [String]) throws(DiskVaultError) -> LockHolder? {
-        guard let bytes = try? FileSystem.readFile(path, limit: 1 << 16) else { return nil }
-        guard let holder = try? JSONDecoder().decode(LockHolder.self, from: Data(bytes)) else {
-            // A lock file cut short by a crash while being written: it holds nothing.
-            try FileSystem.remove(path)
-            takenOver.append("an unreadable lock file \(FileSystem.lastComponent(of: path))")
-            return nil
-        }
-        if holder.isAlive { return holder }
-        try FileSystem.remove(path)
-        takenOver.append("a stale lock of \(holder) whose process is gone")
-        return nil
-    }
-
-    static func createExclusiveFile(
-        _ path: String, holder: LockHolder, deadline: Date, takenOver: inout [String], what: String
-    ) throws(DiskVaultError) {
-        let bytes = try JSON.encode(holder)
-        while true {
-            let tmp = "\(path).\(randomHex(4)).tmp"
-            try FileSystem.writeFileAtomically(tmp, bytes)
-            // link() fails when the lock exists: the file appears whole, and only one taker wins.
-            let placed = link(tmp, path) == 0
-            let e = errno
-            unlink(tmp)
-            if placed { return }
-            guard e == EEXIST else { throw DiskVaultError.system("link", e, path: path, doing: "cannot take lock") }
-            if let owner = try liveHolder(path, takenOver: &takenOver) {
-                guard Date() < deadline else {
-                    throw DiskVaultError(.alreadyExists, "\(what) is locked by \(owner); try again when it is done", path: path)
-                }
-                Thread.sleep(forTimeInterval: 0.2)
+    /// Lock files of format version 1 builds (exclusive.json, shared-*.json, disk-*.json): information only now;
+    /// a holder of the vault's exclusive lock removes them, whatever they hold.
+    private static func removeLegacyLockFiles(_ storage: any VaultStorage, into taken: inout [String]) throws(DiskVaultError) {
+        for name in try storage.list(VaultLock.folder) where !name.contains("@") && !name.hasSuffix(".lock")
+            && (name == "exclusive.json" || name.hasPrefix("shared-") || name.hasPrefix("disk-"))
+        {
+            taken.append("an old lock file \(name)")
+            do { try storage.delete("\(VaultLock.folder)/\(name)") } catch {
+                taken.append("(it could not be removed: \(error); remove \(storage.location)/\(VaultLock.folder)/\(name) by hand)")
             }
         }
     }

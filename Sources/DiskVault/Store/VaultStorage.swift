@@ -1,7 +1,7 @@
 /// The narrow interface every vault access goes through: put-if-absent, get, head, list, delete.
 /// Keys are relative paths ("chunks/ab12/ab12…", "disks/web/points/ID/manifest.json"). The local directory is
 /// the default backend; an object store implements the same five verbs.
-public protocol VaultStorage: Sendable {
+public protocol VaultStorage: VaultLocking {
     /// Where the vault lives, for messages.
     var location: String { get }
 
@@ -51,4 +51,39 @@ extension VaultStorage {
     public func putIfAbsent(_ key: String, _ bytes: [UInt8], durable: Bool) throws(DiskVaultError) -> Bool {
         try bytes.withBytes { (b) throws(DiskVaultError) in try putIfAbsent(key, [b], durable: durable) }
     }
+}
+
+/// Whether a lock admits other holders beside it.
+public enum LockMode: String, Sendable, Codable {
+    case shared, exclusive
+}
+
+/// A lock this process holds on a vault. The backend, not a file's contents, decides who holds it: the kernel
+/// (flock) for a local vault, so a holder that dies loses it at once and take-over is atomic; a lease renewed
+/// by a conditional write for an object store.
+public protocol StorageLock: AnyObject, Sendable {
+    /// The key of the record that names this holder to others, or nil when it could not be written.
+    var recordKey: String? { get }
+    /// Why the record could not be written (a full disk, say): the lock holds all the same.
+    var recordProblem: String? { get }
+    /// Releases the lock and removes its record; calling it again does nothing.
+    func release()
+}
+
+/// A holder's record as found under locks/: its bytes, or nil when it cannot be read (cut short by a crash,
+/// not a regular file, too large).
+public struct LockRecordEntry: Sendable {
+    public var key: String
+    public var bytes: [UInt8]?
+}
+
+/// The lock verbs a vault's storage offers.
+public protocol VaultLocking: Sendable {
+    /// Takes lock `name` in `mode` without waiting; nil when a holder in a conflicting mode has it. While held,
+    /// `record` (when given) is kept under locks/ as `<name>@<token>.json`, information only: it names the
+    /// holder in other runs' messages and outlives a holder that died until a later exclusive holder removes it.
+    func tryLock(_ name: String, _ mode: LockMode, record: [UInt8]?) throws(DiskVaultError) -> (any StorageLock)?
+
+    /// Every record of lock `name`'s holders, the caller's own and those left by dead holders included.
+    func lockRecords(_ name: String) throws(DiskVaultError) -> [LockRecordEntry]
 }

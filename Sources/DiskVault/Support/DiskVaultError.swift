@@ -31,6 +31,8 @@ public struct DiskVaultError: Error, CustomStringConvertible, Sendable {
         case noSpace
         case permission
         case interrupted
+        /// Another run holds a lock this one needs (exit status 1; run-due skips such a disk).
+        case locked
     }
 
     public var code: Code

@@ -150,6 +150,17 @@ public final class FileDescriptor: @unchecked Sendable {
         _ = dv_fadvise_sequential(fd)
     }
 
+    /// Takes an advisory lock on the whole file without waiting: shared or exclusive; false when a holder in a
+    /// conflicting mode has it. It belongs to this open file and ends with it, so a holder that dies loses it.
+    /// The corresponding C function is `flock`.
+    public func tryLock(exclusive: Bool) throws(DiskVaultError) -> Bool {
+        switch retryingEINTR({ flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) }) {
+        case .success: return true
+        case .failure(EWOULDBLOCK): return false
+        case .failure(let e): throw DiskVaultError.system("flock", e, path: path, doing: "cannot lock")
+        }
+    }
+
     /// Size of a block device. The corresponding C call is `ioctl(BLKGETSIZE64)`.
     public func blockDeviceSize() throws(DiskVaultError) -> UInt64 {
         var size: UInt64 = 0

@@ -17,7 +17,7 @@ final class ConcurrencyTests: XCTestCase {
         let big = try makeImage(s, "big.img", megabytes: 96)
         let first = try Tool.start(["backup", big, "--vault", vault, "--disk", "d"])
         // Wait until the first holds its disk lock.
-        waitUntilExists("\(vault)/locks/disk-d.json")
+        waitForLockHolder(vault, "disk-d")
         let second = try Tool.dv("backup", big, "--vault", vault, "--disk", "d")
         first.waitUntilExit()
         XCTAssertEqual(first.terminationStatus, 0)
@@ -27,7 +27,7 @@ final class ConcurrencyTests: XCTestCase {
         }
         // With --lock-wait the second waits its turn and succeeds.
         let third = try Tool.start(["backup", big, "--vault", vault, "--disk", "d"])
-        waitUntilExists("\(vault)/locks/disk-d.json")
+        waitForLockHolder(vault, "disk-d")
         let fourth = try Tool.dv("backup", big, "--vault", vault, "--disk", "d", "--lock-wait", "120")
         third.waitUntilExit()
         XCTAssertEqual(fourth.status, 0, fourth.output)
@@ -42,7 +42,7 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertEqual(try Tool.dv("backup", old, "--vault", vault, "--disk", "old").status, 0)
         let big = try makeImage(s, "big.img", megabytes: 96)
         let backup = try Tool.start(["backup", big, "--vault", vault, "--disk", "new"])
-        waitUntilExists("\(vault)/locks/disk-new.json")
+        waitForLockHolder(vault, "disk-new")
         Thread.sleep(forTimeInterval: 0.1)
         // gc waits for the running backup (which has written blobs no manifest references yet).
         let gc = try Tool.dv("gc", "--vault", vault, "--lock-wait", "120", "--json")
@@ -56,7 +56,7 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertTrue(try fileBytesEqual(big, s.file("r.img")))
         // Without --lock-wait, gc refuses while a backup runs, naming it.
         let again = try Tool.start(["backup", big, "--vault", vault, "--disk", "other"])
-        waitUntilExists("\(vault)/locks/disk-other.json")
+        waitForLockHolder(vault, "disk-other")
         Thread.sleep(forTimeInterval: 0.05)
         let refused = try Tool.dv("gc", "--vault", vault)
         again.waitUntilExit()
@@ -71,12 +71,12 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
         let big = try makeImage(s, "big.img", megabytes: 96)
         let victim = try Tool.start(["backup", big, "--vault", vault, "--disk", "d"])
-        waitUntilExists("\(vault)/locks/disk-d.json")
+        waitForLockHolder(vault, "disk-d")
         Thread.sleep(forTimeInterval: 0.1)
         kill(victim.processIdentifier, SIGKILL)
         victim.waitUntilExit()
         XCTAssertEqual(victim.terminationReason, .uncaughtSignal)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(vault)/locks/disk-d.json"), "the dead process left its lock")
+        XCTAssertEqual(lockRecords(vault, "disk-d").count, 1, "the dead process left its lock's record")
 
         let next = try Tool.dv("backup", big, "--vault", vault, "--disk", "d")
         XCTAssertEqual(next.status, 0, next.output)

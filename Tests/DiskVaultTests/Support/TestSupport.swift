@@ -242,3 +242,22 @@ func waitUntilExists(_ path: String, seconds: Double = 2) {
     let deadline = Date().addingTimeInterval(seconds)
     while !FileManager.default.fileExists(atPath: path) && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
 }
+
+/// The holders' records under a vault's locks/ (`NAME@PID-TOKEN.json`): a live or a dead holder's; the lock
+/// files themselves (`NAME.lock`) stay for good and hold nothing.
+func lockRecords(_ vault: String, _ name: String? = nil) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "\(vault)/locks")) ?? []).filter { entry in
+        entry.hasSuffix(".json") && (name.map { entry.hasPrefix("\($0)@") } ?? true)
+    }.sorted()
+}
+
+/// Everything under locks/ but the lock files: what an interrupted run must not leave behind.
+func lockLeftovers(_ vault: String) -> [String] {
+    treeListing("\(vault)/locks").filter { !$0.hasSuffix(".lock") }
+}
+
+/// Waits (up to `seconds`) until a process holds lock `name` of `vault` (its record has appeared).
+func waitForLockHolder(_ vault: String, _ name: String, seconds: Double = 2) {
+    let deadline = Date().addingTimeInterval(seconds)
+    while lockRecords(vault, name).isEmpty && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+}
