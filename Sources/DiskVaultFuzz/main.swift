@@ -7,7 +7,8 @@ import DiskVault
 
 /// Which parser to feed: mbr, gpt, luks1, luks2, bitlocker or layout (all of them, as inspect reads a disk);
 /// blob (a chunk blob: header, CRC, inflate into a chunk-sized buffer, and the in-place check a restore
-/// makes of a raw blob) or index (a recovery point's index).
+/// makes of a raw blob), index (a recovery point's index), manifest (a point's manifest.json) or vaultconfig
+/// (vault.json).
 let parser = getenv("DISKVAULT_FUZZ_PARSER").map { String(cString: $0) } ?? "layout"
 
 /// A chunk-sized output, and the inflater a restore worker would use.
@@ -21,6 +22,21 @@ func feedVaultFormat(_ bytes: UnsafeRawBufferPointer) {
         // A damaged blob is refused with a reason; only crashes, hangs and leaks are findings.
         _ = try? Blob.decode(bytes, into: chunkOutput.storage, inflater: inflater)
         _ = try? Blob.check(bytes)
+    case "manifest":
+        // A manifest as a vault holds it: parsed, then checked as every reader of a point checks it.
+        do {
+            let manifest = try Manifest.decode(Array(bytes), source: "fuzz-input")
+            try manifest.validate(vaultChunkSize: 1 << 20, file: "fuzz-input")
+        } catch {
+            precondition(error.path == "fuzz-input", "error without the manifest's name: \(error)")
+        }
+    case "vaultconfig":
+        do {
+            let config = try VaultConfig.decode(Array(bytes), source: "fuzz-input")
+            precondition(config.prefixDigits >= 0 && config.chunkSize >= 64 << 10, "a configuration that decodes is sane")
+        } catch {
+            precondition(error.path == "fuzz-input", "error without the file's name: \(error)")
+        }
     default:
         do {
             let index = try ChunkIndex.decode(Array(bytes), source: "fuzz-input")
@@ -32,7 +48,7 @@ func feedVaultFormat(_ bytes: UnsafeRawBufferPointer) {
 }
 
 func feed(_ bytes: UnsafeRawBufferPointer) {
-    if parser == "blob" || parser == "index" { return feedVaultFormat(bytes) }
+    if ["blob", "index", "manifest", "vaultconfig"].contains(parser) { return feedVaultFormat(bytes) }
     let fd = FuzzInput.memfd()
     let file = FileDescriptor(adopting: fd, path: "fuzz-input")
     if bytes.count > 0 { try? file.write(bytes, at: 0) }

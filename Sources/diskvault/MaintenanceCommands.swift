@@ -19,6 +19,13 @@ struct GCCommand: ParsableCommand {
             outcome.bytes = report.bytesFreed
             return report
         }
+        for w in report.warnings { Terminal.warning(w) }
+        for p in report.damagedPoints { Terminal.warning("point \(p) is damaged; its chunks were kept (remove it with diskvault points forget)") }
+        if !report.sweepSkipped.isEmpty {
+            if output.json { printJSON(report) }
+            for why in report.sweepSkipped { Terminal.warning("cannot know the chunks of \(why)") }
+            throw DiskVaultError(.corrupt, "gc kept every blob: the chunks of \(report.sweepSkipped.count) point(s) cannot be known; forget them with diskvault points forget --vault V --disk D --point ID, then run gc again", path: vault.location)
+        }
         if output.json { printJSON(report); return }
         print("\(dryRun ? "would free" : "freed") \(report.blobsRemoved) blobs, \(ByteCount.format(report.bytesFreed)); kept \(report.blobsKept) blobs referenced by \(report.points) points"
               + (report.partialPointsRemoved > 0 ? "; \(report.partialPointsRemoved) unfinished points removed" : "")

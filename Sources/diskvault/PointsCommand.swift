@@ -4,48 +4,95 @@ import DiskVault
 struct PointsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "points",
-        abstract: "List recovery points, oldest first."
-    )
+        abstract: "List recovery points (oldest first), or forget one.",
+        subcommands: [List.self, Forget.self], defaultSubcommand: List.self)
 
-    @OptionGroup var vaultOptions: VaultOptions
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List recovery points, in the order they were committed.",
+            discussion: "Damaged points and points dated in the future are named on standard error.")
 
-    @Option(name: .long, help: "Only this disk's points.")
-    var disk: String?
+        @OptionGroup var vaultOptions: VaultOptions
 
-    @OptionGroup var output: OutputOptions
+        @Option(name: .long, help: "Only this disk's points.")
+        var disk: String?
 
-    struct Listing: Encodable {
-        var vault: String
-        var points: [Manifest]
+        @OptionGroup var output: OutputOptions
+
+        struct Listing: Encodable {
+            var vault: String
+            var points: [Manifest]
+            var damaged: [DamagedPoint]
+        }
+
+        func run() throws {
+            let vault = try vaultOptions.open()
+            var all: [RecoveryPoint] = []
+            var damaged: [DamagedPoint] = []
+            for name in try disk.map({ [$0] }) ?? vault.disks() {
+                let scan = try vault.scanPoints(disk: name)
+                all += scan.points
+                damaged += scan.damaged
+                for p in scan.fromTheFuture {
+                    Terminal.warning("point \(p.disk)@\(p.id) is dated \(p.manifest.created), in the future: the clock of the host that made it was wrong")
+                }
+            }
+            for d in damaged {
+                Terminal.warning("point \(d.disk)@\(d.id) is damaged: \(d.problem) (diskvault points forget --disk \(d.disk) --point \(d.id) removes it)")
+            }
+            if output.json {
+                printJSON(Listing(vault: vault.location, points: all.map(\.manifest), damaged: damaged))
+                return
+            }
+            if all.isEmpty {
+                print("no recovery points\(disk.map { " for disk \($0)" } ?? "")")
+                return
+            }
+            let header = ["DISK", "POINT", "CREATED", "SIZE", "NEW", "STORED", "RETAIN UNTIL", "ENCRYPTION"]
+            let rows = all.map { p -> [String] in
+                let m = p.manifest
+                return [m.disk, m.id, String(m.created.prefix(19)).replacingOccurrences(of: "T", with: " "),
+                        ByteCount.format(m.source.size), ByteCount.format(m.stats.newBytes),
+                        ByteCount.format(m.stats.storedBytes), m.retainUntil.map { String($0.prefix(10)) } ?? "-",
+                        encryptionSummary(m) + (m.layoutChanges == nil ? "" : " (changed)")]
+            }
+            printTable(header, rows)
+            for p in all {
+                for change in p.manifest.layoutChanges ?? [] { print("\(p.disk)@\(p.id): \(change)") }
+            }
+        }
     }
 
-    func run() throws {
-        let vault = try vaultOptions.open()
-        var all: [RecoveryPoint] = []
-        if let disk {
-            all = try vault.points(disk: disk)
-        } else {
-            for name in try vault.disks() { all += try vault.points(disk: name) }
-        }
-        if output.json {
-            printJSON(Listing(vault: vault.location, points: all.map(\.manifest)))
-            return
-        }
-        if all.isEmpty {
-            print("no recovery points\(disk.map { " for disk \($0)" } ?? "")")
-            return
-        }
-        let header = ["DISK", "POINT", "CREATED", "SIZE", "NEW", "STORED", "RETAIN UNTIL", "ENCRYPTION"]
-        let rows = all.map { p -> [String] in
-            let m = p.manifest
-            return [m.disk, m.id, String(m.created.prefix(19)).replacingOccurrences(of: "T", with: " "),
-                    ByteCount.format(m.source.size), ByteCount.format(m.stats.newBytes),
-                    ByteCount.format(m.stats.storedBytes), m.retainUntil.map { String($0.prefix(10)) } ?? "-",
-                    encryptionSummary(m) + (m.layoutChanges == nil ? "" : " (changed)")]
-        }
-        printTable(header, rows)
-        for p in all {
-            for change in p.manifest.layoutChanges ?? [] { print("\(p.disk)@\(p.id): \(change)") }
+    struct Forget: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove one recovery point, damaged or not; gc then frees the chunks no other point needs.",
+            discussion: """
+                The point's manifest goes first, so the point is gone at once; its index and key backup follow.
+                Example: diskvault points forget --vault /backup/vault --disk web --point 20261201T211611Z-db7a65
+                """)
+
+        @OptionGroup var vaultOptions: VaultOptions
+
+        @Option(name: .long, help: "The disk.")
+        var disk: String
+
+        @Option(name: .long, help: "The point id (the name of its folder).")
+        var point: String
+
+        @OptionGroup var lock: LockOptions
+        @OptionGroup var output: OutputOptions
+
+        struct Forgotten: Encodable { var disk: String; var point: String; var forgotten: Bool }
+
+        func run() throws {
+            try DiskName.validate(disk)
+            let vault = try vaultOptions.open()
+            try runJob(vault, kind: "forget", disk: disk, locks: [.exclusive], wait: lock.lockWait) { outcome in
+                outcome.point = point
+                try vault.removePoint(disk: disk, id: point)
+            }
+            if output.json { printJSON(Forgotten(disk: disk, point: point, forgotten: true)); return }
+            print("forgot point \(point) of disk \(disk); diskvault gc frees the chunks no other point needs")
         }
     }
 }

@@ -138,6 +138,7 @@ struct PruneCommand: ParsableCommand {
         let reports = try runJob(vault, kind: "prune", disk: disk, locks: [.exclusive], wait: lock.lockWait) { _ in
             try Prune.run(vault, disk: disk, now: Clock.now(), dryRun: dryRun)
         }
+        for w in reports.flatMap({ $0.warnings ?? [] }) { Terminal.warning(w) }
         if output.json { printJSON(Listing(dryRun: dryRun, disks: reports)); return }
         for r in reports {
             print("disk \(r.disk) (policy \(r.policy)):")

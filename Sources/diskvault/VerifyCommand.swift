@@ -15,6 +15,9 @@ struct VerifyCommand: ParsableCommand {
     @Option(name: .long, help: "Only this point (needs --disk).")
     var point: String?
 
+    @OptionGroup(title: "Key backups (optional: with them, each key backup from this key vault is also opened)")
+    var keys: KeyVaultAccessOptions
+
     @OptionGroup var threads: ThreadOptions
     @OptionGroup var lock: LockOptions
     @OptionGroup var output: OutputOptions
@@ -24,6 +27,7 @@ struct VerifyCommand: ParsableCommand {
         let vault = try vaultOptions.open()
         var options = VerifyOptions(disk: disk, point: point)
         options.threads = try threads.count()
+        options.keyVault = try keys.access()
         let report = try runJob(vault, kind: "verify", disk: disk, locks: [.shared], wait: lock.lockWait) { outcome in
             let verify = Verify(vault: vault, options: options)
             let report = try withProgress("verify") { progress in
@@ -34,6 +38,7 @@ struct VerifyCommand: ParsableCommand {
             outcome.warnings = report.problems.map(\.message)
             return report
         }
+        for w in report.warnings { Terminal.warning(w) }
         if output.json {
             printJSON(report)
         } else {

@@ -50,6 +50,11 @@ public enum AESGCM {
 
     /// The plaintext, or nil when the box is damaged, was sealed under another key, or belongs elsewhere.
     /// The corresponding C function is `EVP_DecryptUpdate`.
+    /// Whether `box` has the form `seal` makes (magic, nonce, at least a tag): what can be checked without the key.
+    public static func isSealedForm(_ box: [UInt8]) -> Bool {
+        box.count >= magic.count + 12 + 16 && box.starts(with: magic)
+    }
+
     public static func open(_ box: [UInt8], key: [UInt8], associatedData: [UInt8] = []) -> [UInt8]? {
         guard key.count == 32, box.count >= magic.count + 12 + 16, box.starts(with: magic) else { return nil }
         let nonce = Array(box[magic.count..<magic.count + 12])

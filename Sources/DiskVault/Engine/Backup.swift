@@ -66,7 +66,9 @@ public final class Backup {
         try DiskName.validate(options.disk)
         let started = Date()
         let chunkSize = vault.config.chunkSize
-        let previous = try vault.points(disk: options.disk).last
+        // Damaged points are skipped: one bad old point never stops the disk's new backups.
+        let earlier = try vault.points(disk: options.disk)
+        let previous = earlier.last
         // The layout, read without keys before any data: it says which regions are ciphertext.
         var layout: DiskLayout? = nil
         if let size = source.size {
@@ -95,8 +97,9 @@ public final class Backup {
         defer { keyCheck?.join() }
         // Digests known to be in the vault: the previous point's, then every chunk this run stores or finds.
         var known = Set<Digest256>()
-        if let previous {
-            known.formUnion(try vault.index(of: previous).digests)
+        // A previous index that cannot be read only costs the hints: every chunk is then looked up.
+        if let previous, let index = try? vault.index(of: previous) {
+            known.formUnion(index.digests)
             known.remove(.zero)
         }
         let present = Mutex(known)
@@ -202,7 +205,7 @@ public final class Backup {
         let index = ChunkIndex(chunkSize: chunkSize, imageSize: imageSize, digests: digests)
         let indexBytes = index.encoded()
         stats.seconds = Date().timeIntervalSince(started)
-        let manifest = Manifest(
+        var manifest = Manifest(
             version: Manifest.currentVersion,
             id: pointID,
             disk: options.disk,
@@ -219,6 +222,7 @@ public final class Backup {
             chunkCount: index.count,
             indexDigest: SHA256.digest(indexBytes).hex,
             stats: stats)
+        manifest.sequence = (previous?.manifest.sequence ?? earlier.count) + 1
         try vault.commit(manifest, index: indexBytes, extras: keyBackup.map { [$0.0.blob: $0.1] } ?? [:])
         return manifest
     }

@@ -15,30 +15,54 @@ public enum GarbageCollector {
         public var temporaryFilesRemoved: Int
         public var dryRun: Bool
         public var seconds: Double
+        /// Points whose manifest is damaged; their chunks were kept when their index could still be read.
+        public var damagedPoints: [String] = []
+        /// Why nothing was swept: points whose chunks cannot be known. Empty when the sweep ran.
+        public var sweepSkipped: [String] = []
+        /// Blobs or leftovers that could not be removed, and why: reported, never a reason to stop.
+        public var warnings: [String] = []
     }
 
     public static func run(_ vault: Vault, dryRun: Bool = false) throws(DiskVaultError) -> Report {
         let started = Date()
         var report = Report(points: 0, referencedChunks: 0, blobsRemoved: 0, bytesFreed: 0, blobsKept: 0,
                             partialPointsRemoved: 0, temporaryFilesRemoved: 0, dryRun: dryRun, seconds: 0)
-        // Mark.
+        // Mark. A point whose chunks cannot be known stops the sweep: nothing it might need is freed.
         var live = Set<Digest256>()
         for disk in try vault.disks() {
-            for point in try vault.points(disk: disk) {
-                // A point whose index cannot be read stops the collection: its chunks must not be freed.
-                live.formUnion(try vault.index(of: point).digests)
+            let scan = try vault.scanPoints(disk: disk)
+            for point in scan.points {
+                do {
+                    live.formUnion(try vault.index(of: point).digests)
+                } catch where error.code == .corrupt || error.code == .notFound {
+                    if let digests = rawIndexDigests(vault, disk: disk, id: point.id) { live.formUnion(digests) }
+                    else { report.sweepSkipped.append("\(disk)@\(point.id): \(error)") }
+                }
                 report.points += 1
             }
+            for bad in scan.damaged where PointID.isValid(bad.id) {
+                report.damagedPoints.append("\(disk)@\(bad.id)")
+                if let digests = rawIndexDigests(vault, disk: disk, id: bad.id) { live.formUnion(digests) }
+                else { report.sweepSkipped.append("\(disk)@\(bad.id): \(bad.problem), and its index cannot be read") }
+            }
             // Points without a manifest are leftovers of interrupted backups.
-            for id in try vault.storage.list(RecoveryPoint.prefix(disk: disk)) {
+            for id in try vault.storage.list(RecoveryPoint.prefix(disk: disk)) where PointID.isValid(id) {
                 let dir = "\(RecoveryPoint.prefix(disk: disk))/\(id)"
                 guard try vault.storage.head("\(dir)/manifest.json") == nil else { continue }
                 report.partialPointsRemoved += 1
                 if !dryRun {
-                    for name in try vault.storage.list(dir) { try vault.storage.delete("\(dir)/\(name)") }
-                    try vault.storage.delete(dir)
+                    do {
+                        for name in try vault.storage.list(dir) { try vault.storage.delete("\(dir)/\(name)") }
+                        try vault.storage.delete(dir)
+                    } catch {
+                        report.warnings.append("cannot remove the unfinished point \(disk)@\(id): \(error)")
+                    }
                 }
             }
+        }
+        if !report.sweepSkipped.isEmpty {
+            report.seconds = Date().timeIntervalSince(started)
+            return report
         }
         live.remove(.zero)
         report.referencedChunks = live.count
@@ -48,16 +72,35 @@ public enum GarbageCollector {
                 report.blobsKept += 1
                 continue
             }
-            report.bytesFreed += try vault.storage.head(key) ?? 0
+            let size = (try? vault.storage.head(key)).flatMap { $0 } ?? 0
+            if !dryRun {
+                do { try vault.storage.delete(key) } catch {
+                    report.warnings.append("cannot remove \(vault.location)/\(key): \(error)")
+                    continue
+                }
+            }
+            report.bytesFreed += size
             report.blobsRemoved += 1
-            if !dryRun { try vault.storage.delete(key) }
         }
         for name in try vault.storage.list("tmp") {
             report.temporaryFilesRemoved += 1
-            if !dryRun { try vault.storage.delete("tmp/\(name)") }
+            if !dryRun {
+                do { try vault.storage.delete("tmp/\(name)") } catch {
+                    report.warnings.append("cannot remove \(vault.location)/tmp/\(name): \(error)")
+                }
+            }
         }
         if !dryRun { try vault.storage.barrier() }
         report.seconds = Date().timeIntervalSince(started)
         return report
+    }
+
+    /// The digests of a point's index read without its manifest (which is damaged): nil when it cannot be read.
+    static func rawIndexDigests(_ vault: Vault, disk: String, id: String) -> [Digest256]? {
+        let key = RecoveryPoint.indexKey(disk: disk, id: id)
+        guard let bytes = try? vault.storage.get(key, limit: ChunkIndex.headerSize + 32 * (1 << 21)),
+            let index = try? ChunkIndex.decode(bytes, source: "\(vault.location)/\(key)"), index.chunkSize == vault.config.chunkSize
+        else { return nil }
+        return index.digests
     }
 }

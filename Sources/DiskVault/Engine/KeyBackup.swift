@@ -25,6 +25,9 @@ public struct KeyBackupRecord: Codable, Sendable, Equatable {
     /// The sealed blob stored beside the index ("keys").
     public var blob: String
     public var volumes: [Volume]
+    /// SHA-256 of the sealed blob, so verify can prove it whole without the key vault (absent in points of
+    /// older builds).
+    public var blobDigest: String? = nil
 
     public struct Volume: Codable, Sendable, Equatable {
         public var number: Int
@@ -55,6 +58,9 @@ struct KeyBackupContents: Codable {
 }
 
 enum KeyBackup {
+    /// No key backup is larger: a bigger blob is damaged, never read whole.
+    static let maxBlobSize = 1 << 20
+
     /// Identifiers a secret's volume tag may carry for this volume.
     static func volumeIDs(_ v: DiskLayout.Volume, disk: String) -> [String] {
         switch v.encryption.format {
@@ -125,6 +131,7 @@ enum KeyBackup {
                 record.volumes.append(entry)
             }
             let blob = AESGCM.seal(try JSON.encode(contents, pretty: false), key: sealKey, associatedData: associatedData)
+            record.blobDigest = SHA256.digest(blob).hex
             return (record, blob)
         }
     }
@@ -198,7 +205,7 @@ enum KeyBackup {
             throw DiskVaultError(.usage, "key vault \(kv.root) (id \(kv.config.id)) is not the one the keys of point \(point.id) came from (\(record.keyVault), id \(record.keyVaultID))")
         }
         let key = "\(RecoveryPoint.prefix(disk: point.disk))/\(point.id)/\(record.blob)"
-        let blob = try vault.storage.get(key, limit: 1 << 20)
+        let blob = try vault.storage.get(key, limit: maxBlobSize)
         guard let plain = AESGCM.open(blob, key: kv.keyBackupKey, associatedData: Array("keybackup:\(point.disk)/\(point.id)".utf8)),
             let contents = try? JSONDecoder().decode(KeyBackupContents.self, from: Data(plain))
         else { throw DiskVaultError(.corrupt, "key backup of point \(point.id) is damaged or was not sealed by key vault \(kv.root)", path: "\(vault.location)/\(key)") }

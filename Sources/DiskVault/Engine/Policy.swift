@@ -502,6 +502,13 @@ extension BackupPolicy {
             }
             input.append((point.id, created, until))
         }
+        // `points` come in commit order. A point dated after a later-committed one, or after now, was dated by a
+        // wrong clock: it counts as just older than what came after it, so it never outranks newer points.
+        var limit = now
+        for i in input.indices.reversed() {
+            if input[i].created > limit { input[i].created = limit }
+            limit = input[i].created.addingTimeInterval(-0.001)
+        }
         return prune(points: input, now: now)
     }
 

@@ -99,6 +99,9 @@ public enum Prune {
         public var disk: String
         public var policy: String
         public var decisions: [RetentionDecision]
+        /// Points whose manifest cannot be used: never removed by a policy (`points forget` removes one).
+        public var damaged: [DamagedPoint]?
+        public var warnings: [String]?
     }
 
     public static func run(_ vault: Vault, disk only: String?, now: Date, dryRun: Bool) throws(DiskVaultError) -> [DiskReport] {
@@ -108,22 +111,19 @@ public enum Prune {
         for disk in disks {
             let name = try vault.protection(of: disk)?.policy
             let policy = try vault.policy(name ?? "Default")
-            let points = try vault.points(disk: disk)
-            let decisions = try policy.prune(points, now: now)
+            let scan = try vault.scanPoints(disk: disk, now: now)
+            let decisions = try policy.prune(scan.points, now: now)
             if !dryRun {
-                for d in decisions where !d.keep { try remove(vault, disk: disk, id: d.id) }
+                for d in decisions where !d.keep { try vault.removePoint(disk: disk, id: d.id) }
             }
-            reports.append(DiskReport(disk: disk, policy: policy.name, decisions: decisions))
+            let warnings = scan.fromTheFuture.map {
+                "point \($0.id) is dated \($0.manifest.created), in the future: the clock of the host that made it was wrong; it is ordered by when it was committed"
+            } + scan.damaged.map { "point \($0.id) is damaged and was left alone (\($0.problem)); remove it with diskvault points forget" }
+            reports.append(DiskReport(
+                disk: disk, policy: policy.name, decisions: decisions, damaged: scan.damaged.isEmpty ? nil : scan.damaged,
+                warnings: warnings.isEmpty ? nil : warnings))
         }
         return reports
-    }
-
-    static func remove(_ vault: Vault, disk: String, id: String) throws(DiskVaultError) {
-        let dir = "\(RecoveryPoint.prefix(disk: disk))/\(id)"
-        try vault.storage.delete("\(dir)/manifest.json")
-        try vault.storage.barrier()
-        for name in try vault.storage.list(dir) { try vault.storage.delete("\(dir)/\(name)") }
-        try vault.storage.delete(dir)
     }
 }
 

@@ -20,47 +20,123 @@ public struct RecoveryPoint: Sendable {
     }
 }
 
+/// A folder under disks/<disk>/points whose manifest cannot be used: reported, never trusted, never pruned by
+/// policy; `points forget` removes it.
+public struct DamagedPoint: Codable, Sendable, Equatable {
+    public var disk: String
+    /// The folder's name.
+    public var id: String
+    public var problem: String
+}
+
+/// What a disk's points folder holds: complete points in commit order, and damaged ones.
+public struct PointScan: Sendable {
+    public var points: [RecoveryPoint]
+    public var damaged: [DamagedPoint]
+    /// Points dated later than now (a host whose clock was wrong): ordered by commit all the same.
+    public var fromTheFuture: [RecoveryPoint]
+}
+
+/// A point id as a folder name: letters, digits, '.', '_' and '-', not starting with '.', at most 128 bytes.
+enum PointID {
+    static func isValid(_ id: String) -> Bool { DiskName.isValid(id) }
+}
+
 extension Vault {
-    /// Disks that have a folder in the vault, sorted.
+    /// Valid disk names that have a folder in the vault, sorted; anything else under disks/ is left alone.
     public func disks() throws(DiskVaultError) -> [String] {
-        try storage.list("disks").sorted()
+        try storage.list("disks").filter(DiskName.isValid).sorted()
     }
 
-    /// Complete points of `disk`, oldest first. A folder without a manifest (an interrupted backup) is not a point.
+    /// Entries under disks/ that cannot be a disk's folder (not a valid disk name), for verify to report.
+    public func strayDiskEntries() throws(DiskVaultError) -> [String] {
+        try storage.list("disks").filter { !DiskName.isValid($0) }.sorted()
+    }
+
+    /// Complete points of `disk`, in commit order (oldest first). A folder without a manifest (an interrupted
+    /// backup) is not a point; a damaged manifest is skipped here (see `scanPoints`).
     public func points(disk: String) throws(DiskVaultError) -> [RecoveryPoint] {
+        try scanPoints(disk: disk).points
+    }
+
+    /// Every point folder of `disk`: the folder's name, never a field inside the manifest, says which point it
+    /// is, so a manifest naming another point or disk is damaged, not obeyed. Points are ordered by commit: by
+    /// the sequence number each backup gives its point (points of older builds, which have none, come first, by
+    /// date), so that a point dated in the future by a wrong clock never stays "latest" for good.
+    public func scanPoints(disk: String, now: Date = Date()) throws(DiskVaultError) -> PointScan {
         try DiskName.validate(disk)
         var found: [RecoveryPoint] = []
+        var damaged: [DamagedPoint] = []
         for id in try storage.list(RecoveryPoint.prefix(disk: disk)) {
+            guard PointID.isValid(id) else {
+                damaged.append(DamagedPoint(disk: disk, id: id, problem: "a folder whose name cannot be a point id"))
+                continue
+            }
             let key = RecoveryPoint.manifestKey(disk: disk, id: id)
             let bytes: [UInt8]
             do {
-                bytes = try storage.get(key, limit: 16 << 20)
+                bytes = try storage.get(key, limit: Manifest.maxSize)
             } catch where error.code == .notFound {
                 continue
+            } catch where error.code == .corrupt || error.code == .usage || error.code == .io {
+                damaged.append(DamagedPoint(disk: disk, id: id, problem: "manifest cannot be read: \(error)"))
+                continue
             }
-            do {
-                let manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
+            do throws(DiskVaultError) {
+                let manifest = try Manifest.decode(bytes, source: "\(location)/\(key)")
+                try manifest.validate(vaultChunkSize: config.chunkSize, file: "\(location)/\(key)")
+                guard manifest.id == id, manifest.disk == disk else {
+                    throw DiskVaultError(.corrupt, "manifest names point \(manifest.disk)@\(manifest.id), not the folder it is in (\(disk)@\(id))", path: "\(location)/\(key)")
+                }
                 found.append(RecoveryPoint(manifest: manifest))
             } catch {
-                throw DiskVaultError(.corrupt, "manifest of point \(id) is damaged (\(describe(error)))", path: "\(location)/\(key)")
+                damaged.append(DamagedPoint(disk: disk, id: id, problem: error.description))
             }
         }
-        return found.sorted { ($0.manifest.created, $0.id) < ($1.manifest.created, $1.id) }
+        found.sort { a, b in
+            switch (a.manifest.sequence, b.manifest.sequence) {
+            case (nil, .some): return true
+            case (.some, nil): return false
+            case (let x?, let y?) where x != y: return x < y
+            default: return (a.manifest.created, a.id) < (b.manifest.created, b.id)
+            }
+        }
+        // A few minutes of skew between hosts is ordinary; more is a clock that was wrong.
+        let future = found.filter { (Timestamp.parse($0.manifest.created) ?? .distantPast) > now.addingTimeInterval(300) }
+        return PointScan(points: found, damaged: damaged.sorted { $0.id < $1.id }, fromTheFuture: future)
     }
 
     /// The point `id` of `disk`, or its newest for nil or "latest".
     public func point(disk: String, id: String?) throws(DiskVaultError) -> RecoveryPoint {
-        let all = try points(disk: disk)
+        let scan = try scanPoints(disk: disk)
         if id == nil || id == "latest" {
-            guard let last = all.last else {
+            guard let last = scan.points.last else {
                 throw DiskVaultError(.notFound, "disk \(disk) has no recovery points in vault", path: location)
             }
             return last
         }
-        guard let p = all.first(where: { $0.id == id }) else {
+        if let bad = scan.damaged.first(where: { $0.id == id }) {
+            throw DiskVaultError(.corrupt, "recovery point \(id!) of disk \(disk) is damaged: \(bad.problem)", path: location)
+        }
+        guard let p = scan.points.first(where: { $0.id == id }) else {
             throw DiskVaultError(.notFound, "disk \(disk) has no recovery point \(id!) in vault", path: location)
         }
         return p
+    }
+
+    /// Removes a point's folder: manifest first (the point is gone from then on), then the rest. `id` must be a
+    /// folder name of the disk's points; blobs stay until gc.
+    public func removePoint(disk: String, id: String) throws(DiskVaultError) {
+        try DiskName.validate(disk)
+        guard PointID.isValid(id) else { throw DiskVaultError(.usage, "invalid point id \"\(id)\"") }
+        let dir = "\(RecoveryPoint.prefix(disk: disk))/\(id)"
+        guard try storage.list(RecoveryPoint.prefix(disk: disk)).contains(id) else {
+            throw DiskVaultError(.notFound, "disk \(disk) has no recovery point \(id) in vault", path: location)
+        }
+        try storage.delete("\(dir)/manifest.json")
+        try storage.barrier()
+        for name in try storage.list(dir) { try storage.delete("\(dir)/\(name)") }
+        try storage.delete(dir)
     }
 
     /// The point's index, checked against the digest its manifest recorded.

@@ -4,6 +4,8 @@ public struct VerifyOptions: Sendable {
     public var disk: String?
     public var point: String?
     public var threads = defaultThreadCount()
+    /// With it, each key backup that came from this key vault is opened (authenticated), not only checked.
+    public var keyVault: KeyVaultAccess?
 
     public init(disk: String? = nil, point: String? = nil) {
         self.disk = disk
@@ -26,10 +28,12 @@ public struct VerifyReport: Encodable, Sendable {
     public var chunksChecked = 0
     public var bytesChecked: UInt64 = 0
     public var problems: [Problem] = []
+    /// What is odd but not damage: points dated in the future, entries under disks/ that are not disks.
+    public var warnings: [String] = []
     public var seconds: Double = 0
     public var ok: Bool { problems.isEmpty }
 
-    enum CodingKeys: String, CodingKey { case vault, points, chunksChecked, bytesChecked, problems, seconds, ok }
+    enum CodingKeys: String, CodingKey { case vault, points, chunksChecked, bytesChecked, problems, warnings, seconds, ok }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -38,6 +42,7 @@ public struct VerifyReport: Encodable, Sendable {
         try c.encode(chunksChecked, forKey: .chunksChecked)
         try c.encode(bytesChecked, forKey: .bytesChecked)
         try c.encode(problems, forKey: .problems)
+        try c.encode(warnings, forKey: .warnings)
         try c.encode(seconds, forKey: .seconds)
         try c.encode(ok, forKey: .ok)
     }
@@ -61,16 +66,62 @@ public final class Verify {
         var failure: DiskVaultError?
     }
 
+    /// What is wrong with a point's key backup, or nil. Its digest, recorded in the manifest, proves it whole;
+    /// opened with its key vault, it is also authentic. Points of older builds have no digest: without the key
+    /// vault only their sealed form is checked.
+    func checkKeyBackup(_ point: RecoveryPoint, keyVault: KeyVault?) -> String? {
+        guard let record = point.manifest.keyBackup else { return nil }
+        let key = "\(RecoveryPoint.prefix(disk: point.disk))/\(point.id)/\(record.blob)"
+        let bytes: [UInt8]
+        do {
+            bytes = try vault.storage.get(key, limit: KeyBackup.maxBlobSize)
+        } catch where error.code == .notFound {
+            return "key backup of point \(point.id) is missing: \(vault.location)/\(key)"
+        } catch {
+            return "key backup of point \(point.id) cannot be read: \(error)"
+        }
+        if let digest = record.blobDigest, SHA256.digest(bytes).hex != digest {
+            return "key backup of point \(point.id) is damaged: it does not match the digest in its manifest: \(vault.location)/\(key)"
+        }
+        if !AESGCM.isSealedForm(bytes) {
+            return "key backup of point \(point.id) is damaged: not a sealed key backup: \(vault.location)/\(key)"
+        }
+        if let keyVault, keyVault.config.id == record.keyVaultID {
+            do { _ = try KeyBackup.contents(of: point, vault: vault, kv: keyVault) } catch { return error.description }
+        }
+        return nil
+    }
+
     public func run() throws(DiskVaultError) -> VerifyReport {
         let started = Date()
         var report = VerifyReport(vault: vault.location)
         var selected: [RecoveryPoint] = []
+        var scans: [PointScan] = []
         if let disk = options.disk {
-            selected = options.point == nil ? try vault.points(disk: disk) : [try vault.point(disk: disk, id: options.point)]
+            if let id = options.point {
+                selected = [try vault.point(disk: disk, id: id)]
+            } else {
+                scans = [try vault.scanPoints(disk: disk)]
+            }
         } else {
             if options.point != nil { throw DiskVaultError(.usage, "--point needs --disk") }
-            for disk in try vault.disks() { selected += try vault.points(disk: disk) }
+            for disk in try vault.disks() { scans.append(try vault.scanPoints(disk: disk)) }
+            for entry in try vault.strayDiskEntries() {
+                report.warnings.append("\(vault.location)/disks/\(entry) is not a disk's folder (not a valid disk name); it was left alone")
+            }
         }
+        for scan in scans {
+            selected += scan.points
+            for bad in scan.damaged {
+                report.problems.append(.init(
+                    kind: "point", chunk: nil, message: "point \(bad.id) of disk \(bad.disk) is damaged: \(bad.problem) (remove it with diskvault points forget)",
+                    points: ["\(bad.disk)@\(bad.id)"]))
+            }
+            for p in scan.fromTheFuture {
+                report.warnings.append("point \(p.disk)@\(p.id) is dated \(p.manifest.created), in the future: the clock of the host that made it was wrong")
+            }
+        }
+        let keyVault = try options.keyVault?.open()
 
         // Distinct chunks with their length, and who needs each.
         var lengths: [Digest256: Int] = [:]
@@ -79,11 +130,8 @@ public final class Verify {
             let name = "\(point.disk)@\(point.id)"
             report.points.append(name)
             // An encrypted disk's point is only as good as its key backup.
-            if let keys = point.manifest.keyBackup {
-                let key = "\(RecoveryPoint.prefix(disk: point.disk))/\(point.id)/\(keys.blob)"
-                if (try? vault.storage.head(key)).flatMap({ $0 }) == nil {
-                    report.problems.append(.init(kind: "point", chunk: nil, message: "key backup of point \(point.id) is missing: \(vault.location)/\(key)", points: [name]))
-                }
+            if let problem = checkKeyBackup(point, keyVault: keyVault) {
+                report.problems.append(.init(kind: "point", chunk: nil, message: problem, points: [name]))
             }
             let index: ChunkIndex
             do {
@@ -136,7 +184,7 @@ public final class Verify {
         }
         for check in failures {
             let (digest, error) = (check.digest, check.failure!)
-            if error.code != .notFound && error.code != .corrupt { throw error }
+            // Anything that keeps a blob from being read back (a directory in its place, an I/O error) is damage.
             report.problems.append(.init(
                 kind: error.code == .notFound ? "missing" : "damaged", chunk: digest.hex,
                 message: error.description, points: users[digest] ?? []))

@@ -30,6 +30,34 @@ public struct VaultConfig: Codable, Sendable, Equatable {
     }
 }
 
+extension VaultConfig {
+    /// Parses vault.json and checks every field this build relies on; `source` names the file in errors.
+    public static func decode(_ bytes: [UInt8], source: String) throws(DiskVaultError) -> VaultConfig {
+        let config: VaultConfig
+        do {
+            config = try JSONDecoder().decode(VaultConfig.self, from: Data(bytes))
+        } catch {
+            throw DiskVaultError(.corrupt, "vault.json is not a diskvault vault configuration (\(describe(error)))", path: source)
+        }
+        guard config.format == VaultConfig.formatName else {
+            throw DiskVaultError(.notAVault, "vault.json names format \"\(config.format)\", not diskvault", path: source)
+        }
+        guard VaultConfig.readableVersions.contains(config.version) else {
+            throw DiskVaultError(.unsupported, "vault format version \(config.version) is not supported (this build reads versions \(VaultConfig.readableVersions.lowerBound) to \(VaultConfig.readableVersions.upperBound))", path: source)
+        }
+        guard Vault.isValidChunkSize(config.chunkSize), config.hash == "sha256" else {
+            throw DiskVaultError(.corrupt, "vault.json has chunk size \(config.chunkSize) and hash \(config.hash); expected a power of two in 64 KiB–16 MiB and sha256", path: source)
+        }
+        guard config.version == 1 ? config.chunkPrefixDigits == nil : [0, 2, 4].contains(config.prefixDigits) else {
+            throw DiskVaultError(.corrupt, "vault.json of format version \(config.version) has chunkPrefixDigits \(config.chunkPrefixDigits.map(String.init) ?? "missing"); expected \(config.version == 1 ? "none" : "0, 2 or 4")", path: source)
+        }
+        guard config.encryption.scheme == "none" else {
+            throw DiskVaultError(.unsupported, "vault encryption \"\(config.encryption.scheme)\" is not supported by this build", path: source)
+        }
+        return config
+    }
+}
+
 /// An opened vault: its configuration and the storage that holds it.
 public final class Vault: Sendable {
     public let storage: any VaultStorage
@@ -61,27 +89,7 @@ public final class Vault: Sendable {
             }
             throw DiskVaultError(.notFound, "vault does not exist", path: location)
         }
-        let config: VaultConfig
-        do {
-            config = try JSONDecoder().decode(VaultConfig.self, from: Data(bytes))
-        } catch {
-            throw DiskVaultError(.corrupt, "vault.json is not a diskvault vault configuration (\(describe(error)))", path: "\(location)/vault.json")
-        }
-        guard config.format == VaultConfig.formatName else {
-            throw DiskVaultError(.notAVault, "vault.json names format \"\(config.format)\", not diskvault", path: "\(location)/vault.json")
-        }
-        guard VaultConfig.readableVersions.contains(config.version) else {
-            throw DiskVaultError(.unsupported, "vault format version \(config.version) is not supported (this build reads versions \(VaultConfig.readableVersions.lowerBound) to \(VaultConfig.readableVersions.upperBound))", path: "\(location)/vault.json")
-        }
-        guard isValidChunkSize(config.chunkSize), config.hash == "sha256" else {
-            throw DiskVaultError(.corrupt, "vault.json has chunk size \(config.chunkSize) and hash \(config.hash); expected a power of two in 64 KiB–16 MiB and sha256", path: "\(location)/vault.json")
-        }
-        guard config.version == 1 ? config.chunkPrefixDigits == nil : [0, 2, 4].contains(config.prefixDigits) else {
-            throw DiskVaultError(.corrupt, "vault.json of format version \(config.version) has chunkPrefixDigits \(config.chunkPrefixDigits.map(String.init) ?? "missing"); expected \(config.version == 1 ? "none" : "0, 2 or 4")", path: "\(location)/vault.json")
-        }
-        guard config.encryption.scheme == "none" else {
-            throw DiskVaultError(.unsupported, "vault encryption \"\(config.encryption.scheme)\" is not supported by this build", path: "\(location)/vault.json")
-        }
+        let config = try VaultConfig.decode(bytes, source: "\(location)/vault.json")
         return Vault(storage: storage, config: config)
     }
 
@@ -128,11 +136,14 @@ public final class Vault: Sendable {
 
 /// A disk name: a single path component of letters, digits, '.', '_' and '-', not starting with '.'.
 public enum DiskName {
-    public static func validate(_ name: String) throws(DiskVaultError) {
-        let ok = !name.isEmpty && name.utf8.count <= 128 && !name.hasPrefix(".") && name.utf8.allSatisfy {
+    public static func isValid(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 128 && !name.hasPrefix(".") && name.utf8.allSatisfy {
             ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2d
         }
-        guard ok else {
+    }
+
+    public static func validate(_ name: String) throws(DiskVaultError) {
+        guard isValid(name) else {
             throw DiskVaultError(.usage, "invalid disk name \"\(name)\": use letters, digits, '.', '_' and '-' (not starting with '.'), at most 128")
         }
     }

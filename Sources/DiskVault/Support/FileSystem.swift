@@ -104,11 +104,12 @@ public enum FileSystem {
         }
     }
 
-    /// Names in a directory, without "." and "..", unsorted. A missing directory has none.
+    /// Names in a directory, without "." and "..", unsorted. A missing directory has none, and so has a file
+    /// where a directory was expected (a stray file under disks/ is a disk with no points, not an error).
     public static func list(_ path: String) throws(DiskVaultError) -> [String] {
         guard let dir = opendir(path) else {
             let e = errno
-            if e == ENOENT { return [] }
+            if e == ENOENT || e == ENOTDIR { return [] }
             throw DiskVaultError.system("opendir", e, path: path, doing: "cannot list")
         }
         defer { closedir(dir) }

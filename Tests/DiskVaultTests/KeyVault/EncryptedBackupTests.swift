@@ -282,4 +282,40 @@ final class EncryptedBackupTests: XCTestCase {
         let volume = ((points.first?["keyBackup"] as? [String: Any])?["volumes"] as? [[String: Any]])?.first
         XCTAssertEqual(volume?["check"] as? String, "fits")
     }
+
+    /// A point's key backup flipped by one byte or cut short: verify finds it, with or without the key vault;
+    /// with the key vault it also opens each sound key backup.
+    func testVerifyFindsADamagedKeyBackup() throws {
+        try Tool.require("qemu-img", "cryptsetup")
+        let t = try Setup(self)
+        let plain = t.s.file("plain.img"), luks = t.s.file("luks.img")
+        try Images.ext4(plain, megabytes: 8, scratch: t.s)
+        try Images.luks1(from: plain, to: luks)
+        let uuid = try Tool.sh("cryptsetup luksUUID \(luks)").trimmingCharacters(in: .whitespacesAndNewlines)
+        try Tool.sh("printf '%s' '\(Images.passphrase)' > \(t.s.file("bek"))")
+        try t.run("keyvault", "secret", "set", t.kv, "--name", "web-disk", "--file", t.s.file("bek"), "--volume", uuid)
+        let id = try XCTUnwrap(try t.backup(luks, disk: "web").json()["id"] as? String)
+        let keys = "\(t.vault)/disks/web/points/\(id)/keys"
+        let sound = try Tool.dv("verify", "--vault", t.vault)
+        XCTAssertEqual(sound.status, 0, sound.output)
+        let opened = try Tool.run(Tool.diskvault, ["verify", "--vault", t.vault] + t.asRestorer)
+        XCTAssertEqual(opened.status, 0, opened.output)
+
+        let original = try Data(contentsOf: URL(fileURLWithPath: keys))
+        var flipped = original
+        flipped[flipped.count / 2] ^= 0x01
+        var cut = original
+        cut.removeLast(cut.count / 3)
+        for (what, bytes) in [("one byte flipped", flipped), ("cut short", cut)] {
+            try bytes.write(to: URL(fileURLWithPath: keys))
+            for extra in [[], t.asRestorer] {
+                let r = try Tool.run(Tool.diskvault, ["verify", "--vault", t.vault, "--json"] + extra)
+                XCTAssertEqual(r.status, 1, "\(what): \(r.output)")
+                let problems = try XCTUnwrap(try r.json()["problems"] as? [[String: Any]])
+                XCTAssertTrue(problems.contains { ($0["message"] as? String ?? "").contains("key backup of point \(id)") }, "\(what): \(problems)")
+            }
+        }
+        try original.write(to: URL(fileURLWithPath: keys))
+        XCTAssertEqual(try Tool.dv("verify", "--vault", t.vault).status, 0)
+    }
 }
