@@ -49,7 +49,7 @@ struct BackupCommand: ParsableCommand {
         let vault = try vaultOptions.open()
         let source = try ImageSource.open(image)
         // One backup of a disk at a time; backups share the vault with each other, not with gc.
-        let manifest = try runJob(vault, kind: "backup", disk: disk, locks: [.disk(disk), .shared], wait: lock.lockWait) { outcome in
+        let manifest = try runJob(vault, kind: .backup, disk: disk, wait: lock.lockWait) { outcome in
             let backup = Backup(vault: vault, source: source, options: options)
             let manifest = try withProgress("backup \(disk)") { progress in
                 backup.observer = progress

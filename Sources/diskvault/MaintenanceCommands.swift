@@ -14,7 +14,7 @@ struct GCCommand: ParsableCommand {
 
     func run() throws {
         let vault = try vaultOptions.open()
-        let report = try runJob(vault, kind: "gc", disk: nil, locks: [.exclusive], wait: lock.lockWait) { outcome in
+        let report = try runJob(vault, kind: .gc, disk: nil, wait: lock.lockWait) { outcome in
             let report = try GarbageCollector.run(vault, dryRun: dryRun)
             outcome.bytes = report.bytesFreed
             return report
@@ -51,7 +51,7 @@ struct JobsCommand: ParsableCommand {
             if let disk { jobs = jobs.filter { $0.disk == disk } }
             if output.json { printJSON(Listing(jobs: jobs)); return }
             printTable(["JOB", "KIND", "DISK", "STATE", "STARTED", "ENDED", "BYTES", "ERROR"], jobs.map { j in
-                [j.id, j.kind, j.disk ?? "-", j.state, String(j.started.prefix(19)), j.ended.map { String($0.prefix(19)) } ?? "-",
+                [j.id, j.kind.rawValue, j.disk ?? "-", j.state.rawValue, String(j.started.prefix(19)), j.ended.map { String($0.prefix(19)) } ?? "-",
                  j.bytes.map { ByteCount.format($0) } ?? "-", j.error ?? ""]
             })
         }

@@ -87,7 +87,7 @@ struct PointsCommand: ParsableCommand {
         func run() throws {
             try DiskName.validate(disk)
             let vault = try vaultOptions.open()
-            try runJob(vault, kind: "forget", disk: disk, locks: [.exclusive], wait: lock.lockWait) { outcome in
+            try runJob(vault, kind: .forget, disk: disk, wait: lock.lockWait) { outcome in
                 outcome.point = point
                 try vault.removePoint(disk: disk, id: point)
             }

@@ -135,7 +135,7 @@ struct PruneCommand: ParsableCommand {
     func run() throws {
         if let disk { try DiskName.validate(disk) }
         let vault = try vaultOptions.open()
-        let reports = try runJob(vault, kind: "prune", disk: disk, locks: [.exclusive], wait: lock.lockWait) { _ in
+        let reports = try runJob(vault, kind: .prune, disk: disk, wait: lock.lockWait) { _ in
             try Prune.run(vault, disk: disk, now: Clock.now(), dryRun: dryRun)
         }
         for w in reports.flatMap({ $0.warnings ?? [] }) { Terminal.warning(w) }
@@ -157,58 +157,17 @@ struct RunDueCommand: ParsableCommand {
     @OptionGroup var vaultOptions: VaultOptions
     @OptionGroup var output: OutputOptions
 
-    struct Run: Encodable { var disk: String; var slot: String; var outcome: String; var point: String?; var error: String? }
-
     func run() throws {
         let vault = try vaultOptions.open()
-        let now = Clock.now()
-        var runs: [Run] = []
-        for due in try Schedule.due(vault, now: now) {
-            let d = due.disk
-            var options = BackupOptions(disk: d.disk)
-            options.trigger = "scheduled"
-            options.policy = due.policy.name
-            options.now = now
-            options.withoutKeys = d.withoutKeys ?? false
-            options.keyVault = d.keyVault
-            if let text = d.declareEncrypted { options.declared = try LayoutReader.Declaration(parsing: text) }
-            var run = Run(disk: d.disk, slot: Timestamp.format(due.slot), outcome: "completed")
-            do {
-                // Hold the disk, then look again: another run-due may have backed it up since the list was made.
-                let diskLock = try VaultLock.acquire(.disk(d.disk), storage: vault.storage, purpose: "backup of disk \(d.disk)")
-                defer { diskLock.release() }
-                for stale in diskLock.takenOver { Terminal.warning("took over \(stale)") }
-                for w in diskLock.warnings { Terminal.warning(w) }
-                guard try Schedule.due(vault, now: now).contains(where: { $0.disk.disk == d.disk }) else {
-                    run.outcome = "skipped"
-                    run.error = "backed up by another run meanwhile"
-                    runs.append(run)
-                    continue
-                }
-                let manifest = try runJob(vault, kind: "backup", disk: d.disk, locks: [.shared], wait: 0) { outcome in
-                    let m = try Backup(vault: vault, source: try ImageSource.open(d.source), options: options).run()
-                    outcome.bytes = m.source.size
-                    outcome.point = m.id
-                    return m
-                }
-                run.point = manifest.id
-            } catch let e as DiskVaultError where e.code == .locked {
-                run.outcome = "skipped"
-                run.error = e.description
-            } catch {
-                run.outcome = "failed"
-                run.error = "\(error)"
-            }
-            runs.append(run)
-        }
+        let runs = try RunDue.run(vault, now: Clock.now(), notice: { Terminal.warning($0) })
         if output.json {
             printJSON(runs)
         } else if runs.isEmpty {
             print("nothing is due")
         } else {
-            for r in runs { print("\(r.disk): \(r.outcome)\(r.point.map { " point \($0)" } ?? "")\(r.error.map { " — \($0)" } ?? "") (slot \(r.slot))") }
+            for r in runs { print("\(r.disk): \(r.outcome.rawValue)\(r.point.map { " point \($0)" } ?? "")\(r.error.map { " — \($0)" } ?? "") (slot \(r.slot))") }
         }
-        if runs.contains(where: { $0.outcome == "failed" }) { throw CommandFailed(status: 1) }
+        if runs.contains(where: { $0.outcome == .failed }) { throw CommandFailed(status: 1) }
     }
 }
 

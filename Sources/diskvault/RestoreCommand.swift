@@ -39,7 +39,7 @@ struct RestoreCommand: ParsableCommand {
         options.threads = try threads.count()
         options.keyVault = try keys.access()
         options.exportKey = exportKey
-        let result = try runJob(vault, kind: "restore", disk: disk, locks: [.shared], wait: lock.lockWait) { outcome in
+        let result = try runJob(vault, kind: .restore, disk: disk, wait: lock.lockWait) { outcome in
             let restore = Restore(vault: vault, options: options)
             let result = try withProgress("restore \(disk)") { progress in
                 restore.observer = progress

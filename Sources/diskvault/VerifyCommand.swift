@@ -28,7 +28,7 @@ struct VerifyCommand: ParsableCommand {
         var options = VerifyOptions(disk: disk, point: point)
         options.threads = try threads.count()
         options.keyVault = try keys.access()
-        let report = try runJob(vault, kind: "verify", disk: disk, locks: [.shared], wait: lock.lockWait) { outcome in
+        let report = try runJob(vault, kind: .verify, disk: disk, wait: lock.lockWait) { outcome in
             let verify = Verify(vault: vault, options: options)
             let report = try withProgress("verify") { progress in
                 verify.observer = progress

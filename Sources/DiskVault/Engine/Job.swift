@@ -1,14 +1,35 @@
 import Foundation
 
+/// What a job does; each kind takes the locks it needs (`locks(disk:)`), whoever calls it.
+public enum JobKind: String, Codable, Sendable, CaseIterable {
+    case backup, restore, verify, prune, gc, forget, repair
+    case keysRestore = "keys-restore"
+
+    /// The vault locks a job of this kind holds while it runs: a backup holds its disk (one backup of a disk at a
+    /// time) and shares the vault; a restore or verify shares it; gc, prune, forget and repair hold it alone.
+    public func locks(disk: String?) -> [VaultLock.Kind] {
+        switch self {
+        case .backup: return (disk.map { [.disk($0)] } ?? []) + [.shared]
+        case .restore, .verify, .keysRestore: return [.shared]
+        case .prune, .gc, .forget, .repair: return [.exclusive]
+        }
+    }
+}
+
+public enum JobState: String, Codable, Sendable {
+    case inProgress = "in-progress"
+    case completed
+    case completedWithWarnings = "completed-with-warnings"
+    case failed
+}
+
 /// A record of one backup, restore, verify, prune or gc: jobs/<id>.json, written when it starts and when it
 /// ends. A job whose process died shows as failed, not in progress forever.
 public struct JobRecord: Codable, Sendable, Equatable {
     public var id: String
-    /// "backup", "restore", "verify", "prune", "gc".
-    public var kind: String
+    public var kind: JobKind
     public var disk: String?
-    /// "in-progress", "completed", "completed-with-warnings" or "failed".
-    public var state: String
+    public var state: JobState
     public var holder: LockHolder
     public var started: String
     public var ended: String?
@@ -29,10 +50,10 @@ public final class Job {
 
     /// Records the start of a job. A record that cannot be written (a full vault disk) never stops the job:
     /// `recordProblem` says why, for a warning.
-    public static func start(_ vault: Vault, kind: String, disk: String?) -> Job {
+    public static func start(_ vault: Vault, kind: JobKind, disk: String?) -> Job {
         let now = Date()
-        let id = "\(RecoveryPoint.newID(at: now))-\(kind)"
-        let record = JobRecord(id: id, kind: kind, disk: disk, state: "in-progress", holder: .current(purpose: kind), started: Timestamp.format(now))
+        let id = "\(RecoveryPoint.newID(at: now))-\(kind.rawValue)"
+        let record = JobRecord(id: id, kind: kind, disk: disk, state: .inProgress, holder: .current(purpose: kind.rawValue), started: Timestamp.format(now))
         let job = Job(vault: vault, record: record)
         do {
             try vault.storage.replace(key(id), try JSON.encode(record))
@@ -57,10 +78,10 @@ public final class Job {
         record.point = point
         record.warnings = warnings.isEmpty ? nil : warnings
         if let error {
-            record.state = "failed"
+            record.state = .failed
             record.error = "\(error)"
         } else {
-            record.state = warnings.isEmpty ? "completed" : "completed-with-warnings"
+            record.state = warnings.isEmpty ? .completed : .completedWithWarnings
         }
         do {
             try vault.storage.replace(Self.key(record.id), try JSON.encode(record))
@@ -77,8 +98,8 @@ public final class Job {
             guard let bytes = try? vault.storage.get("jobs/\(name)", limit: 1 << 20),
                 var record = try? JSONDecoder().decode(JobRecord.self, from: Data(bytes))
             else { continue }
-            if record.state == "in-progress" && !record.holder.isAlive {
-                record.state = "failed"
+            if record.state == .inProgress && !record.holder.isAlive {
+                record.state = .failed
                 record.error = "the process (pid \(record.holder.pid)) died, or could not record the end of the job"
             }
             out.append(record)
@@ -91,5 +112,45 @@ public final class Job {
             throw DiskVaultError(.notFound, "no job \(id) in vault", path: vault.location)
         }
         return job
+    }
+}
+
+/// What a job reports when it ends, beside its own result.
+public struct JobOutcome: Sendable {
+    public var bytes: UInt64? = nil
+    public var point: String? = nil
+    public var warnings: [String] = []
+
+    public init() {}
+}
+
+extension Job {
+    /// Runs `body` as a recorded job of `kind` under the locks that kind needs, waiting up to `lockWait` seconds
+    /// for them. Locks and the record are released and closed however the job ends. `notice` hears what is
+    /// worth a warning: stale locks taken over, a record that could not be written.
+    /// `holding` names locks the caller already holds for this job (run-due holds the disk while it decides).
+    public static func run<T>(
+        _ vault: Vault, kind: JobKind, disk: String?, lockWait: TimeInterval, holding: [VaultLock.Kind] = [],
+        notice: (String) -> Void, _ body: (inout JobOutcome) throws -> T
+    ) throws -> T {
+        var held: [VaultLock] = []
+        defer { held.reversed().forEach { $0.release() } }
+        for lockKind in kind.locks(disk: disk) where !holding.contains(lockKind) {
+            let lock = try VaultLock.acquire(lockKind, storage: vault.storage, purpose: kind.rawValue + (disk.map { " of disk \($0)" } ?? ""), wait: lockWait)
+            for stale in lock.takenOver { notice("took over \(stale)") }
+            for w in lock.warnings { notice(w) }
+            held.append(lock)
+        }
+        let job = Job.start(vault, kind: kind, disk: disk)
+        defer { if let problem = job.recordProblem { notice(problem) } }
+        var outcome = JobOutcome()
+        do {
+            let result = try body(&outcome)
+            job.finish(bytes: outcome.bytes, point: outcome.point, warnings: outcome.warnings)
+            return result
+        } catch {
+            job.finish(error: error, bytes: outcome.bytes, point: outcome.point)
+            throw error
+        }
     }
 }

@@ -1,0 +1,60 @@
+import Foundation
+
+/// Backs up every protected disk that is due by its policy, each schedule slot once: safe to call from cron or a
+/// timer every few minutes, and from two hosts or timers at once.
+public enum RunDue {
+    public enum Outcome: String, Codable, Sendable {
+        case completed, skipped, failed
+    }
+
+    public struct Run: Codable, Sendable {
+        public var disk: String
+        public var slot: String
+        public var outcome: Outcome
+        public var point: String?
+        public var error: String?
+    }
+
+    public static func run(_ vault: Vault, now: Date, notice: (String) -> Void) throws(DiskVaultError) -> [Run] {
+        var runs: [Run] = []
+        for due in try Schedule.due(vault, now: now) {
+            let d = due.disk
+            var run = Run(disk: d.disk, slot: Timestamp.format(due.slot), outcome: .completed)
+            do {
+                var options = BackupOptions(disk: d.disk)
+                options.trigger = "scheduled"
+                options.policy = due.policy.name
+                options.now = now
+                options.withoutKeys = d.withoutKeys ?? false
+                options.keyVault = d.keyVault
+                if let text = d.declareEncrypted { options.declared = try LayoutReader.Declaration(parsing: text) }
+                // Hold the disk, then look again: another run may have backed it up since the list was made.
+                let diskLock = try VaultLock.acquire(.disk(d.disk), storage: vault.storage, purpose: "backup of disk \(d.disk)")
+                defer { diskLock.release() }
+                for stale in diskLock.takenOver { notice("took over \(stale)") }
+                for w in diskLock.warnings { notice(w) }
+                guard try Schedule.due(vault, now: now).contains(where: { $0.disk.disk == d.disk }) else {
+                    run.outcome = .skipped
+                    run.error = "backed up by another run meanwhile"
+                    runs.append(run)
+                    continue
+                }
+                let manifest = try Job.run(vault, kind: .backup, disk: d.disk, lockWait: 0, holding: [.disk(d.disk)], notice: notice) { outcome in
+                    let m = try Backup(vault: vault, source: try ImageSource.open(d.source), options: options).run()
+                    outcome.bytes = m.source.size
+                    outcome.point = m.id
+                    return m
+                }
+                run.point = manifest.id
+            } catch let e as DiskVaultError where e.code == .locked {
+                run.outcome = .skipped
+                run.error = e.description
+            } catch {
+                run.outcome = .failed
+                run.error = "\(error)"
+            }
+            runs.append(run)
+        }
+        return runs
+    }
+}
