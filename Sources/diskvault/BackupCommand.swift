@@ -81,7 +81,7 @@ struct BackupCommand: ParsableCommand {
         for change in manifest.layoutChanges ?? [] { print("  changed  \(change)") }
         if let kb = manifest.keyBackup {
             for v in kb.volumes {
-                print("  keys     \(v.number == 0 ? "disk" : "volume \(v.number)"): secret \(v.secret) v\(v.secretVersion)\(v.wrappedBy.map { " wrapped by \($0) v\(v.keyVersion ?? 0)" } ?? "") from key vault \(kb.keyVault), key \(v.check)\(v.check == "fits" ? " (\(v.checkDetail))" : ": \(v.checkDetail)")")
+                print("  keys     \(v.number == 0 ? "disk" : "volume \(v.number)"): secret \(v.secret) v\(v.secretVersion)\(v.wrappedBy.map { " wrapped by \($0) v\(v.keyVersion ?? 0)" } ?? "") from key vault \(kb.keyVault), key \(v.check.rawValue)\(v.check == .fits ? " (\(v.checkDetail))" : ": \(v.checkDetail)")")
             }
         }
         if manifest.keyBackupWaived == true { Terminal.warning("encrypted disk backed up without its keys (--without-keys)") }

@@ -38,14 +38,14 @@ struct InspectCommand: ParsableCommand {
 /// One line about a volume's encryption.
 func summary(_ e: VolumeEncryption) -> String {
     switch e.format {
-    case "luks1", "luks2":
+    case .luks1, .luks2:
         let slots = (e.keyslots ?? []).filter(\.active)
         let kdfs = Set(slots.compactMap(\.kdf)).sorted().joined(separator: "/")
         return "\(e.format) \(e.cipher ?? "?") \((e.keyBytes ?? 0) * 8)-bit, sector \(e.sectorSize ?? 0), payload at \(e.payloadOffset ?? 0), uuid \(e.uuid ?? "?"), \(slots.count) key slot\(slots.count == 1 ? "" : "s") (\(kdfs))"
-    case "bitlocker":
+    case .bitlocker:
         let protectors = (e.protectors ?? []).map { "\($0.kind) {\($0.guid)}" }.joined(separator: ", ")
         return "bitlocker\(e.toGo == true ? " to go" : "") \(e.cipher ?? "?") \(e.keyBits ?? 0)-bit, sector \(e.sectorSize ?? 0), guid \(e.guid ?? "?"); protectors: \(protectors)"
     default:
-        return e.format
+        return e.format.rawValue
     }
 }

@@ -75,7 +75,10 @@ struct KeyVaultKey: ParsableCommand {
         @Option(name: .long, help: "rsa-2048, rsa-3072 or aes-256.") var kind: String = "rsa-2048"
         @OptionGroup var admin: AdminOptions
         func run() throws {
-            let record = try admin.open(keyvault).createKey(name: name, kind: kind)
+            guard let keyKind = KeyVault.KeyKind(rawValue: kind), keyKind != .rsa4096 else {
+                throw DiskVaultError(.usage, "key kind must be rsa-2048, rsa-3072 or aes-256, not \(kind)")
+            }
+            let record = try admin.open(keyvault).createKey(name: name, kind: keyKind)
             print("created key \(record.name) version \(record.version) (\(record.kind))")
         }
     }
@@ -224,7 +227,7 @@ struct KeyVaultList: ParsableCommand {
         let kv = try admin.open(keyvault)
         let listing = Listing(
             keyVault: keyvault, id: kv.config.id,
-            keys: try kv.keys().map { .init(name: $0.name, version: $0.version, kind: $0.kind, created: $0.created) },
+            keys: try kv.keys().map { .init(name: $0.name, version: $0.version, kind: $0.kind.rawValue, created: $0.created) },
             secrets: try kv.secrets().map { .init(name: $0.name, version: $0.version, volume: $0.volume, wrappedBy: $0.wrap?.key, tags: $0.tags, created: $0.created) },
             access: try kv.accessPolicy())
         if output.json { printJSON(listing); return }

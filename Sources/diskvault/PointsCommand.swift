@@ -111,6 +111,6 @@ func printTable(_ header: [String], _ rows: [[String]]) {
 /// "luks1", "gpt: luks2, bitlocker", "none", or "unknown (stream)".
 func encryptionSummary(_ m: Manifest) -> String {
     guard let layout = m.layout else { return "unknown (stream)" }
-    let formats = layout.volumes.map(\.encryption.format).filter { $0 != "none" }
-    return formats.isEmpty ? "none" : formats.joined(separator: ",")
+    let formats = layout.volumes.map(\.encryption.format).filter { $0 != .none }
+    return formats.isEmpty ? "none" : formats.map(\.rawValue).joined(separator: ",")
 }

@@ -5,7 +5,7 @@ import Synchronization
 public struct BackupOptions: Sendable {
     public var disk: String
     public var retainUntil: Date?
-    public var trigger = "on-demand"
+    public var trigger: Trigger = .onDemand
     public var policy: String?
     public var threads = defaultThreadCount()
     public var now = Date()

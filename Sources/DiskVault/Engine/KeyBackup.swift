@@ -31,15 +31,15 @@ public struct KeyBackupRecord: Codable, Sendable, Equatable {
 
     public struct Volume: Codable, Sendable, Equatable {
         public var number: Int
-        public var format: String
+        public var format: EncryptionFormat
         /// The LUKS UUID, BitLocker startup-key GUID, or disk/number of a declared volume.
         public var volumeID: String
         public var secret: String
         public var secretVersion: Int
         public var wrappedBy: String?
         public var keyVersion: Int?
-        /// "fits", "unchecked" (e.g. an Argon2 key slot); a key that does not fit fails the backup.
-        public var check: String
+        /// Fits, or unchecked (e.g. an Argon2 key slot); a key that does not fit fails the backup.
+        public var check: KeyCheckStatus
         public var checkDetail: String
         /// SHA-256 of the volume's LUKS header and key-slot area when the key was checked: while it and the
         /// secret version stay the same, the next point reuses the check instead of paying for PBKDF2 again.
@@ -64,8 +64,8 @@ enum KeyBackup {
     /// Identifiers a secret's volume tag may carry for this volume.
     static func volumeIDs(_ v: DiskLayout.Volume, disk: String) -> [String] {
         switch v.encryption.format {
-        case "luks1", "luks2": return [v.encryption.uuid].compactMap { $0?.lowercased() }
-        case "bitlocker":
+        case .luks1, .luks2: return [v.encryption.uuid].compactMap { $0?.lowercased() }
+        case .bitlocker:
             return (v.encryption.protectors ?? []).filter { $0.kind.contains("startup-key") }.map(\.guid)
                 + [v.encryption.guid].compactMap { $0 }
         default: return ["\(disk)/\(v.number)", disk]
@@ -75,15 +75,15 @@ enum KeyBackup {
     static func label(_ v: DiskLayout.Volume) -> String {
         let which = v.number == 0 ? "the disk" : "volume \(v.number)"
         switch v.encryption.format {
-        case "luks1", "luks2": return "\(which) (\(v.encryption.format) UUID \(v.encryption.uuid ?? "?"))"
-        case "bitlocker": return "\(which) (BitLocker \(v.encryption.guid ?? "?"))"
+        case .luks1, .luks2: return "\(which) (\(v.encryption.format) UUID \(v.encryption.uuid ?? "?"))"
+        case .bitlocker: return "\(which) (BitLocker \(v.encryption.guid ?? "?"))"
         default: return "\(which) (\(v.encryption.format))"
         }
     }
 
     /// Volumes whose keys a backup must hold: every one with a recognised or declared encryption.
     static func encryptedVolumes(_ layout: DiskLayout?) -> [DiskLayout.Volume] {
-        (layout?.volumes ?? []).filter { ["luks1", "luks2", "bitlocker", "declared"].contains($0.encryption.format) }
+        (layout?.volumes ?? []).filter { $0.encryption.format.needsKeys }
     }
 
     /// The key backup of a point, prepared before any data is read: the principal's permissions checked, each
@@ -170,14 +170,14 @@ enum KeyBackup {
             if let digest = headerDigest,
                 let before = previous?.keyVaultID == kv.config.id ? previous?.volumes.first(where: { $0.number == v.number }) : nil,
                 before.headerDigest == digest, before.secretMAC == secretMAC, before.secret == secret.name, before.secretVersion == secret.version,
-                before.keyVersion == secret.wrap?.keyVersion, before.check == "fits"
+                before.keyVersion == secret.wrap?.keyVersion, before.check == .fits
             {
                 reused = .fits(before.checkDetail.hasSuffix("(as at the previous point)") ? before.checkDetail : "\(before.checkDetail) (as at the previous point)")
             }
             var entry = KeyBackupRecord.Volume(
                 number: v.number, format: v.encryption.format, volumeID: secret.volume ?? ids.first ?? "", secret: secret.name,
                 secretVersion: secret.version, wrappedBy: secret.wrap?.key, keyVersion: secret.wrap?.keyVersion,
-                check: "", checkDetail: "", headerDigest: headerDigest, secretMAC: secretMAC)
+                check: .unchecked, checkDetail: "", headerDigest: headerDigest, secretMAC: secretMAC)
             if !plan.contents.secrets.contains(secret) { plan.contents.secrets.append(secret) }
             if let wrap = secret.wrap {
                 let kek = try kv.key(name: wrap.key, version: wrap.keyVersion)
@@ -192,7 +192,7 @@ enum KeyBackup {
 
     /// SHA-256 of a LUKS volume's header and key slots (everything before the payload, at most 32 MiB).
     static func luksHeaderDigest(_ volume: VolumeBytes, _ e: VolumeEncryption) throws(DiskVaultError) -> String? {
-        guard e.format == "luks1" || e.format == "luks2", let end = e.payloadOffset, end > 0, end <= 32 << 20 else { return nil }
+        guard e.format.isLUKS, let end = e.payloadOffset, end > 0, end <= 32 << 20 else { return nil }
         return SHA256.digest(try volume.read(0, Int(end), what: "LUKS header").bytes).hex
     }
 
@@ -217,8 +217,8 @@ enum KeyBackup {
 public enum KeyCheck {
     public static func check(bek: [UInt8], volume: VolumeBytes, encryption: VolumeEncryption, source: String) throws(DiskVaultError) -> KeyCheckResult {
         switch encryption.format {
-        case "luks1", "luks2": return try LUKSKeyCheck.check(key: bek, volume: volume, encryption: encryption)
-        case "bitlocker": return try BitLockerKeyCheck.check(bek: bek, bekSource: source, volume: volume)
+        case .luks1, .luks2: return try LUKSKeyCheck.check(key: bek, volume: volume, encryption: encryption)
+        case .bitlocker: return try BitLockerKeyCheck.check(bek: bek, bekSource: source, volume: volume)
         default: return .unchecked("a declared volume has no header to check a key against")
         }
     }

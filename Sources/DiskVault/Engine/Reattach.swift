@@ -11,14 +11,14 @@ public enum Reattach {
         public var image: String
         public var format = "raw"
         public var size: UInt64
-        public var partitionTable: String?
+        public var partitionTable: PartitionTable?
         public var volumes: [Volume]
 
         public struct Volume: Codable, Sendable {
             public var number: Int
             public var offset: UInt64
             public var size: UInt64
-            public var encryption: String
+            public var encryption: EncryptionFormat
             public var uuid: String?
             public var guid: String?
             public var keyVault: String?
@@ -43,7 +43,7 @@ public enum Reattach {
     static func write(target: String, point: RecoveryPoint, keyBackup: KeyBackupRecord?) throws(DiskVaultError) -> [String] {
         let d = description(target: target, point: point, keyBackup: keyBackup)
         let absolute = target.hasPrefix("/") ? target : FileManager.default.currentDirectoryPath + "/" + target
-        let wholeDiskLUKS = d.volumes.count == 1 && d.volumes[0].number == 0 && ["luks1", "luks2"].contains(d.volumes[0].encryption)
+        let wholeDiskLUKS = d.volumes.count == 1 && d.volumes[0].number == 0 && d.volumes[0].encryption.isLUKS
         let usage = "diskvault/\(d.disk)/\(d.volumes.first?.secret ?? "key")"
         var xml = "<disk type='file' device='disk'>\n  <driver name='qemu' type='raw'/>\n  <source file='\(xmlEscape(absolute))'"
         if wholeDiskLUKS {

@@ -22,7 +22,7 @@ public enum RunDue {
             var run = Run(disk: d.disk, slot: Timestamp.format(due.slot), outcome: .completed)
             do {
                 var options = BackupOptions(disk: d.disk)
-                options.trigger = "scheduled"
+                options.trigger = .scheduled
                 options.policy = due.policy.name
                 options.now = now
                 options.withoutKeys = d.withoutKeys ?? false

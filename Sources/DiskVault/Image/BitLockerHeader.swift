@@ -86,7 +86,7 @@ public enum BitLockerHeader {
                 + "not fully encrypted (4): parts of the volume may be plaintext, but all is treated as encrypted")
         }
 
-        var e = VolumeEncryption(format: "bitlocker")
+        var e = VolumeEncryption(format: .bitlocker)
         e.guid = metadata.volumeGUID
         if let method = EncryptionMethod(rawValue: metadata.encryptionMethod) {
             e.cipher = method.cipher

@@ -1,15 +1,33 @@
+/// How a disk is partitioned, as `inspect --json` and manifests name it.
+public enum PartitionTable: String, Codable, Sendable {
+    case none, mbr, gpt
+}
+
+/// A volume's encryption format, as `inspect --json` and manifests name it.
+public enum EncryptionFormat: String, Codable, Sendable {
+    case none, luks1, luks2, bitlocker
+    /// No header, but the user said the volume is encrypted (dm-crypt plain, a detached LUKS header).
+    case declared
+    /// A header was found but is damaged (read leniently by a backup): its bytes are kept from the compressor.
+    case unreadable
+
+    public var isLUKS: Bool { self == .luks1 || self == .luks2 }
+    /// Whether a backup must hold this volume's keys: a known or declared encryption (a damaged header has
+    /// no key to check against).
+    public var needsKeys: Bool { self != .none && self != .unreadable }
+}
+
 /// What diskvault found on an image without any key: its partition table, and each volume's encryption.
 /// This is the `inspect --json` contract and what a manifest records.
 public struct DiskLayout: Codable, Sendable, Equatable {
     public var image: String
     public var size: UInt64
-    /// "none", "mbr" or "gpt".
-    public var partitionTable: String
+    public var partitionTable: PartitionTable
     public var diskGUID: String?
     public var volumes: [Volume]
     public var warnings: [String]
 
-    public init(image: String, size: UInt64, partitionTable: String, diskGUID: String? = nil, volumes: [Volume] = [], warnings: [String] = []) {
+    public init(image: String, size: UInt64, partitionTable: PartitionTable, diskGUID: String? = nil, volumes: [Volume] = [], warnings: [String] = []) {
         self.image = image
         self.size = size
         self.partitionTable = partitionTable
@@ -47,8 +65,7 @@ public struct DiskLayout: Codable, Sendable, Equatable {
 /// A volume's encryption as read from its header (or declared by the user). Fields not relevant to a format
 /// are absent from its JSON.
 public struct VolumeEncryption: Codable, Sendable, Equatable {
-    /// "none", "luks1", "luks2", "bitlocker" or "declared".
-    public var format: String
+    public var format: EncryptionFormat
     public var uuid: String?
     /// As cryptsetup names it: "aes-xts-plain64", "aes-cbc-eboiv", "aes-cbc-elephant".
     public var cipher: String?
@@ -73,11 +90,11 @@ public struct VolumeEncryption: Codable, Sendable, Equatable {
     public var encryptedRanges: [ByteRange]?
     public var warnings: [String]?
 
-    public static let none = VolumeEncryption(format: "none")
+    public static let none = VolumeEncryption(format: .none)
 
-    public init(format: String) { self.format = format }
+    public init(format: EncryptionFormat) { self.format = format }
 
-    public var isEncrypted: Bool { format != "none" }
+    public var isEncrypted: Bool { format != .none }
 
     public struct Keyslot: Codable, Sendable, Equatable {
         public var id: Int

@@ -17,7 +17,7 @@ public enum LUKS1Header {
         let r = try volume.read(0, 592, what: "LUKS1 header")
         guard r.hasPrefix(magic), r.count >= 8, (try? r.u16be(6, "version")) == 1 else { return nil }
         do {
-            var e = VolumeEncryption(format: "luks1")
+            var e = VolumeEncryption(format: .luks1)
             let cipher = try r.string(8, 32, "cipher name"), mode = try r.string(40, 32, "cipher mode")
             guard !cipher.isEmpty, !mode.isEmpty else { throw volume.corrupt("LUKS1 header has an empty cipher name or mode") }
             e.cipher = "\(cipher)-\(mode)"

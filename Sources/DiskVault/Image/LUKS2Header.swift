@@ -136,7 +136,7 @@ public enum LUKS2Header {
     /// Reads what a backup needs from the JSON: segments, key slots, digests, config.
     static func describe(_ copy: Copy, volume: VolumeBytes) throws(DiskVaultError) -> VolumeEncryption {
         func bad(_ why: String) -> DiskVaultError { volume.corrupt("LUKS2 header JSON: \(why)") }
-        var e = VolumeEncryption(format: "luks2")
+        var e = VolumeEncryption(format: .luks2)
         e.uuid = copy.uuid
         e.metadataSize = copy.size
         let json = copy.json

@@ -4,10 +4,13 @@
 /// looks random earns a warning.
 public enum LayoutReader {
     /// Volumes declared encrypted: "disk" (0) for the whole image, or partition numbers.
-    public struct Declaration: Sendable, Equatable {
-        public var volumes: Set<Int>
+    public enum Declaration: Sendable, Equatable {
+        /// Every volume of the disk.
+        case all
+        /// These volumes: 0 is the whole disk, others partition numbers. Empty: none.
+        case volumes(Set<Int>)
 
-        public init(volumes: Set<Int> = []) { self.volumes = volumes }
+        public init() { self = .volumes([]) }
 
         /// Parses "disk", "all" or "1,3".
         public init(parsing text: String) throws(DiskVaultError) {
@@ -16,7 +19,8 @@ public enum LayoutReader {
                 if part == "disk" || part == "0" {
                     set.insert(0)
                 } else if part == "all" {
-                    set.insert(-1)
+                    self = .all
+                    return
                 } else if let n = Int(part), n > 0, n < 1 << 20 {
                     set.insert(n)
                 } else {
@@ -24,10 +28,15 @@ public enum LayoutReader {
                 }
             }
             guard !set.isEmpty else { throw DiskVaultError(.usage, "--declare-encrypted needs disk, all, or partition numbers") }
-            volumes = set
+            self = .volumes(set)
         }
 
-        func covers(_ number: Int) -> Bool { volumes.contains(number) || volumes.contains(-1) }
+        func covers(_ number: Int) -> Bool {
+            switch self {
+            case .all: return true
+            case .volumes(let set): return set.contains(number)
+            }
+        }
     }
 
     /// With `strict`, a damaged header is an error; otherwise it is a warning and the volume is "unreadable"
@@ -36,20 +45,20 @@ public enum LayoutReader {
         file: FileDescriptor, image: String, size: UInt64, declared: Declaration = .init(), strict: Bool
     ) throws(DiskVaultError) -> DiskLayout {
         let disk = VolumeBytes(file: file, image: image, offset: 0, size: size)
-        var layout = DiskLayout(image: image, size: size, partitionTable: "none")
+        var layout = DiskLayout(image: image, size: size, partitionTable: .none)
         var volumes: [DiskLayout.Volume]
         if let whole = try probe(disk, strict: strict, number: 0) {
             volumes = [DiskLayout.Volume(number: 0, offset: 0, size: size, encryption: whole)]
         } else if let gpt = try readGPT(disk, layout: &layout) {
-            layout.partitionTable = "gpt"
+            layout.partitionTable = .gpt
             volumes = gpt
         } else if let mbr = try MBR.read(disk, sector0: try disk.read(0, 512, what: "sector 0"), warnings: &layout.warnings) {
-            layout.partitionTable = "mbr"
+            layout.partitionTable = .mbr
             volumes = mbr
         } else {
             volumes = [DiskLayout.Volume(number: 0, offset: 0, size: size)]
         }
-        for i in volumes.indices where volumes[i].encryption.format == "none" {
+        for i in volumes.indices where volumes[i].encryption.format == .none {
             let v = volumes[i]
             let bytes = VolumeBytes(file: file, image: image, offset: v.offset, size: v.size)
             if v.number != 0, let found = try probe(bytes, strict: strict, number: v.number) {
@@ -60,14 +69,14 @@ public enum LayoutReader {
             let v = volumes[i]
             let label = v.number == 0 ? "the disk" : "volume \(v.number)"
             if declared.covers(v.number) {
-                if v.encryption.format == "none" {
-                    var e = VolumeEncryption(format: "declared")
+                if v.encryption.format == .none {
+                    var e = VolumeEncryption(format: .declared)
                     e.encryptedRanges = [.init(offset: 0, size: v.size)]
                     volumes[i].encryption = e
                 } else {
                     layout.warnings.append("\(label) was declared encrypted but has a \(v.encryption.format) header; the header is used")
                 }
-            } else if v.encryption.format == "none" && v.size >= 1 << 20 {
+            } else if v.encryption.format == .none && v.size >= 1 << 20 {
                 let bytes = VolumeBytes(file: file, image: image, offset: v.offset, size: v.size)
                 if try looksRandom(bytes) {
                     let flag = v.number == 0 ? "disk" : String(v.number)
@@ -105,7 +114,7 @@ public enum LayoutReader {
             if let e = try BitLockerHeader.read(volume) { return e }
             return nil
         } catch where error.code == .corrupt && !strict {
-            var e = VolumeEncryption(format: "unreadable")
+            var e = VolumeEncryption(format: .unreadable)
             e.warnings = ["\(number == 0 ? "the disk" : "volume \(number)"): \(error.message)"]
             e.encryptedRanges = [.init(offset: 0, size: volume.size)]
             return e

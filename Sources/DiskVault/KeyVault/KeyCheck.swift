@@ -10,13 +10,19 @@ public enum KeyCheckResult: Sendable, Equatable, Codable {
     case unchecked(String)
 }
 
+/// What a key check found, as manifests and JSON name it.
+public enum KeyCheckStatus: String, Codable, Sendable {
+    case fits
+    case doesNotFit = "does-not-fit"
+    case unchecked
+}
+
 extension KeyCheckResult {
-    /// "fits", "does-not-fit" or "unchecked", for manifests and JSON.
-    public var status: String {
+    public var status: KeyCheckStatus {
         switch self {
-        case .fits: return "fits"
-        case .doesNotFit: return "does-not-fit"
-        case .unchecked: return "unchecked"
+        case .fits: return .fits
+        case .doesNotFit: return .doesNotFit
+        case .unchecked: return .unchecked
         }
     }
 

@@ -69,11 +69,16 @@ public final class KeyVault {
         var sealedMasterKey: String
     }
 
+    /// A key-encryption key's kind, as the key vault stores it.
+    public enum KeyKind: String, Codable, Sendable, CaseIterable {
+        case rsa2048 = "rsa-2048", rsa3072 = "rsa-3072", rsa4096 = "rsa-4096"
+        case aes256 = "aes-256"
+    }
+
     public struct KeyRecord: Codable, Sendable, Equatable {
         public var name: String
         public var version: Int
-        /// "rsa-2048", "rsa-3072", "rsa-4096" or "aes-256".
-        public var kind: String
+        public var kind: KeyKind
         /// PKCS#8 PEM for RSA, the raw 32 bytes for AES (base64).
         public var material: String
         public var created: String
@@ -243,14 +248,14 @@ public final class KeyVault {
 
     // MARK: keys
 
-    public func createKey(name: String, kind: String) throws(DiskVaultError) -> KeyRecord {
+    public func createKey(name: String, kind: KeyKind) throws(DiskVaultError) -> KeyRecord {
         try authorize(.keys, .set)
         let material: [UInt8]
         switch kind {
-        case "rsa-2048": material = RSAKey.generate(bits: 2048).privatePEM()
-        case "rsa-3072": material = RSAKey.generate(bits: 3072).privatePEM()
-        case "aes-256": material = SecureRandom.bytes(32)
-        default: throw DiskVaultError(.usage, "key kind must be rsa-2048, rsa-3072 or aes-256, not \(kind)")
+        case .rsa2048: material = RSAKey.generate(bits: 2048).privatePEM()
+        case .rsa3072: material = RSAKey.generate(bits: 3072).privatePEM()
+        case .aes256: material = SecureRandom.bytes(32)
+        case .rsa4096: throw DiskVaultError(.usage, "key kind must be rsa-2048, rsa-3072 or aes-256 (rsa-4096 keys can be imported)")
         }
         return try storeKey(name: name, kind: kind, material: material)
     }
@@ -259,10 +264,13 @@ public final class KeyVault {
     public func importKey(name: String, pem: [UInt8], source: String) throws(DiskVaultError) -> KeyRecord {
         try authorize(.keys, .set)
         let key = try RSAKey.importPEM(pem, source: source)
-        return try storeKey(name: name, kind: "rsa-\(key.bits)", material: key.privatePEM())
+        guard let kind = KeyKind(rawValue: "rsa-\(key.bits)") else {
+            throw DiskVaultError(.unsupported, "an RSA key of \(key.bits) bits is not supported (2048, 3072 or 4096)", path: source)
+        }
+        return try storeKey(name: name, kind: kind, material: key.privatePEM())
     }
 
-    func storeKey(name: String, kind: String, material: [UInt8]) throws(DiskVaultError) -> KeyRecord {
+    func storeKey(name: String, kind: KeyKind, material: [UInt8]) throws(DiskVaultError) -> KeyRecord {
         try Self.validateItemName(name)
         let version = (try versions("data/keys/\(name)").last ?? 0) + 1
         let record = KeyRecord(name: name, version: version, kind: kind, material: Data(material).base64EncodedString(), created: Timestamp.format(Date()))
@@ -297,7 +305,7 @@ public final class KeyVault {
         if let wrapKey {
             let kek = try key(name: wrapKey)
             stored = try Self.wrap(value, with: kek)
-            wrap = .init(key: kek.name, keyVersion: kek.version, algorithm: kek.kind == "aes-256" ? "A256KWP" : "RSA-OAEP-256")
+            wrap = .init(key: kek.name, keyVersion: kek.version, algorithm: kek.kind == .aes256 ? "A256KWP" : "RSA-OAEP-256")
         }
         var allTags = tags
         if let volume { allTags["volume"] = volume.lowercased() }
@@ -427,7 +435,7 @@ public final class KeyVault {
 
     static func wrap(_ bek: [UInt8], with kek: KeyRecord) throws(DiskVaultError) -> [UInt8] {
         guard let material = Data(base64Encoded: kek.material) else { throw DiskVaultError(.corrupt, "key \(kek.name) is damaged") }
-        if kek.kind == "aes-256" {
+        if kek.kind == .aes256 {
             guard let w = AESKeyWrap.wrap(bek, with: Array(material)) else { throw DiskVaultError(.io, "AES key wrap failed") }
             return w
         }
@@ -441,7 +449,7 @@ public final class KeyVault {
     static func unwrap(_ wrapped: [UInt8], with kek: KeyRecord, secret: String) throws(DiskVaultError) -> [UInt8] {
         guard let material = Data(base64Encoded: kek.material) else { throw DiskVaultError(.corrupt, "key \(kek.name) is damaged") }
         let plain: [UInt8]?
-        if kek.kind == "aes-256" {
+        if kek.kind == .aes256 {
             plain = AESKeyWrap.unwrap(wrapped, with: Array(material))
         } else {
             plain = try RSAKey.importPEM(Array(material), source: "key \(kek.name)").unwrap(wrapped)

@@ -24,8 +24,8 @@ public enum LUKSKeyCheck {
 
     public static func check(key: [UInt8], volume: VolumeBytes, encryption: VolumeEncryption) throws(DiskVaultError) -> KeyCheckResult {
         switch encryption.format {
-        case "luks1": return try checkLUKS1(key: key, volume: volume)
-        case "luks2": return try checkLUKS2(key: key, volume: volume)
+        case .luks1: return try checkLUKS1(key: key, volume: volume)
+        case .luks2: return try checkLUKS2(key: key, volume: volume)
         default: return .unchecked("the volume is not LUKS (its encryption is \"\(encryption.format)\")")
         }
     }

@@ -1,6 +1,12 @@
 import Foundation
 
 /// manifest.json of a recovery point: human-readable, written last, and the point exists only once it does.
+/// Why a point was made.
+public enum Trigger: String, Codable, Sendable {
+    case scheduled
+    case onDemand = "on-demand"
+}
+
 public struct Manifest: Codable, Sendable, Equatable {
     public static let currentVersion = 1
 
@@ -9,7 +15,7 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var disk: String
     public var created: String
     public var retainUntil: String?
-    public var trigger: String
+    public var trigger: Trigger
     public var policy: String?
     public var source: Source
     /// The layout read from the image without keys (absent for a stream).

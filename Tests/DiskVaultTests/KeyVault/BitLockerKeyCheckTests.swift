@@ -36,7 +36,7 @@ final class BitLockerKeyCheckTests: XCTestCase {
         let image = "\(dir)/\(Self.startupImage)"
         let result = try BitLockerKeyCheck.check(bek: bek, bekSource: "\(dir)/\(Self.bekName)", volume: volume(image))
         XCTAssertEqual(result, .fits("startup-key protector \(Self.bekGUID)"))
-        XCTAssertEqual(result.status, "fits")
+        XCTAssertEqual(result.status, .fits)
 
         try Tool.require("cryptsetup")
         XCTAssertEqual(try cryptsetupTest(keyFile: "\(dir)/\(Self.bekName)", image: image).status, 0,
@@ -166,7 +166,7 @@ final class BitLockerKeyCheckTests: XCTestCase {
         let zeros = scratch.file("zeros.img")
         try Data(count: 1 << 20).write(to: URL(fileURLWithPath: zeros))
         let result = try BitLockerKeyCheck.check(bek: bek, bekSource: "k.BEK", volume: volume(zeros))
-        XCTAssertEqual(result.status, "does-not-fit", "\(result)")
+        XCTAssertEqual(result.status, .doesNotFit, "\(result)")
         XCTAssertTrue(result.detail.contains("not a BitLocker volume"), result.detail)
     }
 
@@ -195,7 +195,7 @@ final class BitLockerKeyCheckTests: XCTestCase {
                         || (Self.headerGUIDOffset..<Self.headerGUIDOffset + 16).contains(position)
                         || (Self.entryGUIDOffset..<Self.entryGUIDOffset + 16).contains(position)
                     if touchesKey {
-                        XCTAssertEqual(result.status, "does-not-fit", "byte \(position): \(result)")
+                        XCTAssertEqual(result.status, .doesNotFit, "byte \(position): \(result)")
                     } else {
                         XCTAssertEqual(result, .fits("startup-key protector \(Self.bekGUID)"), "byte \(position)")
                     }
@@ -225,7 +225,7 @@ final class BitLockerKeyCheckTests: XCTestCase {
             }
             do throws(DiskVaultError) {
                 let result = try BitLockerKeyCheck.check(bek: bytes, bekSource: "random.BEK", volume: v)
-                XCTAssertNotEqual(result.status, "fits", "round \(round): \(result)")
+                XCTAssertNotEqual(result.status, .fits, "round \(round): \(result)")
             } catch {
                 XCTAssertEqual(error.code, .corrupt, "round \(round): \(error)")
                 XCTAssertEqual(error.path, "random.BEK", "round \(round)")

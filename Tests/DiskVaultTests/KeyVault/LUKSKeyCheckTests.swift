@@ -89,7 +89,7 @@ final class LUKSKeyCheckTests: XCTestCase {
         let plain = scratch.file("plain.img"), luks = scratch.file("luks.img")
         try Tool.sh("head -c 4194304 /dev/urandom > \(plain)")
         try Images.luks1(from: plain, to: luks)
-        XCTAssertEqual(try header(luks).format, "luks1")
+        XCTAssertEqual(try header(luks).format, .luks1)
         try assertFits(luks, passphrase: Images.passphrase, slot: 0, scratch: scratch)
         try assertDoesNotFit(luks, passphrase: Images.passphrase + "!", scratch: scratch)
         // cryptsetup will not even read an empty passphrase ("Nothing to read on input").
@@ -113,7 +113,7 @@ final class LUKSKeyCheckTests: XCTestCase {
             let image = scratch.file("luks1-\(i).img")
             try luksFormat(image, "--type luks1 --pbkdf-force-iterations 1000 \(options)", keyFile: key, scratch: scratch, megabytes: 8)
             let e = try header(image)
-            XCTAssertEqual(e.format, "luks1", options)
+            XCTAssertEqual(e.format, .luks1, options)
             try assertFits(image, keyFile: key, slot: 0, scratch: scratch)
             try assertDoesNotFit(image, keyFile: wrong, scratch: scratch)
         }
@@ -393,10 +393,10 @@ final class LUKSKeyCheckTests: XCTestCase {
         XCTAssertEqual(try LUKSKeyCheck.check(key: [1, 2, 3], volume: try volume(image), encryption: .none),
                        .unchecked("the volume is not LUKS (its encryption is \"none\")"))
         // Claimed LUKS, but no header there.
-        var claimed = VolumeEncryption(format: "luks1")
+        var claimed = VolumeEncryption(format: .luks1)
         claimed.cipher = "aes-xts-plain64"
         assertCorrupt(image, key: [1], encryption: claimed, mentioning: "no LUKS1 header")
-        claimed.format = "luks2"
+        claimed.format = .luks2
         assertCorrupt(image, key: [1], encryption: claimed, mentioning: "no valid copy")
     }
 }

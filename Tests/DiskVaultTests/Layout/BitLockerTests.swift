@@ -19,7 +19,7 @@ final class BitLockerTests: XCTestCase {
             let e = try XCTUnwrap(try BitLockerHeader.read(volume(path)), "\(name) is not seen as BitLocker")
 
             // images.conf
-            XCTAssertEqual(e.format, "bitlocker", name)
+            XCTAssertEqual(e.format, .bitlocker, name)
             XCTAssertEqual(e.guid, conf["GUID"], name)
             XCTAssertEqual(e.cipher, conf["CIPHER"], name)
             var checked = 0

@@ -25,7 +25,7 @@ final class LUKSHeaderTests: XCTestCase {
     func assertLUKS1MatchesLuksDump(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let e = try XCTUnwrap(try LUKS1Header.read(try volume(path)), path, file: file, line: line)
         let dump = try luksDump(path)
-        XCTAssertEqual(e.format, "luks1")
+        XCTAssertEqual(e.format, .luks1)
         XCTAssertEqual(e.cipher, "\(dump.fields["Cipher name"]!)-\(dump.fields["Cipher mode"]!)", path, file: file, line: line)
         XCTAssertEqual(e.hash, dump.fields["Hash spec"], path, file: file, line: line)
         XCTAssertEqual(e.payloadOffset, UInt64(dump.fields["Payload offset"]!)! * 512, path, file: file, line: line)
@@ -49,7 +49,7 @@ final class LUKSHeaderTests: XCTestCase {
         let e = try XCTUnwrap(try LUKS2Header.read(try volume(path)), path, file: file, line: line)
         let dump = try luksDump(path)
         XCTAssertEqual(dump.fields["Version"], "2")
-        XCTAssertEqual(e.format, "luks2")
+        XCTAssertEqual(e.format, .luks2)
         XCTAssertEqual(e.uuid, dump.fields["UUID"], file: file, line: line)
         XCTAssertEqual("\(e.metadataSize!) [bytes]", dump.fields["Metadata area"], file: file, line: line)
         XCTAssertEqual("\(e.payloadOffset!) [bytes]", dump.fields["offset"], file: file, line: line)
