@@ -46,11 +46,14 @@ public enum FileSystem {
     }
 
     /// `path` made absolute against the working directory, so that what records it (a manifest, a re-attach
-    /// file) still names the same file when read from elsewhere; "." components and repeated slashes go.
+    /// file) still names the same file when read from elsewhere. An absolute path is kept as given.
     public static func absolutePath(_ path: String) -> String {
-        let joined = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        let parts = joined.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
-        return "/" + parts.joined(separator: "/")
+        if path.hasPrefix("/") { return path }
+        var relative = Substring(path)
+        while relative.hasPrefix("./") { relative = relative.dropFirst(2).drop { $0 == "/" } }
+        let cwd = FileManager.default.currentDirectoryPath
+        if relative.isEmpty || relative == "." { return cwd }
+        return (cwd.hasSuffix("/") ? cwd : cwd + "/") + relative
     }
 
     /// Creates `path` and its missing parents. The corresponding C function is `mkdir`.
