@@ -63,7 +63,8 @@ extension Restore {
                             try emit(StreamItem.zeros(i..<end))
                             i = end
                         } else {
-                            guard let buffer = pool.takeUnlessClosed() else { throw PipelineCancelled() }
+                            // Closed: a worker or the writer failed, and its error is the one to report.
+                            guard let buffer = pool.takeUnlessClosed() else { return }
                             try emit(StreamItem.chunk(i, buffer))
                             i += 1
                         }
