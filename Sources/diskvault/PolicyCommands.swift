@@ -80,10 +80,10 @@ struct ProtectCommand: ParsableCommand {
             try DiskName.validate(disk)
             let vault = try vaultOptions.open()
             let access = try keys.access()
-            let absolute = source.hasPrefix("/") ? source : FileManager.default.currentDirectoryPath + "/" + source
+            let absolute = FileSystem.absolutePath(source)
             try vault.protect(ProtectedDisk(
                 disk: disk, source: absolute, policy: policy,
-                keyVault: access.map { KeyVaultAccess(keyVault: absolutePath($0.keyVault), principal: $0.principal, credential: absolutePath($0.credential)) },
+                keyVault: access,
                 declareEncrypted: declareEncrypted, withoutKeys: withoutKeys ? true : nil, created: Timestamp.format(Clock.now())))
             print("protecting disk \(disk): \(absolute) under policy \(policy)")
         }
@@ -114,10 +114,6 @@ struct ProtectCommand: ParsableCommand {
             print("disk \(disk) is no longer protected; its recovery points stay")
         }
     }
-}
-
-func absolutePath(_ path: String) -> String {
-    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
 }
 
 struct PruneCommand: ParsableCommand {
@@ -180,9 +176,9 @@ struct ScheduleCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print a systemd service and timer that call run-due every 5 minutes.")
         @OptionGroup var vaultOptions: VaultOptions
         func run() throws {
-            let vault = absolutePath(try vaultOptions.location())
+            let vault = FileSystem.absolutePath(try vaultOptions.location())
             _ = try Vault.open(vault)
-            let binary = absolutePath(CommandLine.arguments[0])
+            let binary = FileSystem.absolutePath(CommandLine.arguments[0])
             print("""
                 # /etc/systemd/system/diskvault-run-due.service
                 [Unit]

@@ -5,7 +5,12 @@ struct RestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Restore a whole disk from a recovery point (there is no file-level restore).",
-        discussion: "The disk is written beside the target, checked chunk by chunk, synced, and only then renamed into place."
+        discussion: """
+            The disk is written beside the target, checked chunk by chunk, synced, and only then renamed into place. \
+            The target is a new path, or with --replace an existing regular file; anything else (a device, a \
+            directory, a symbolic link) is refused. --target - writes the whole disk, checked the same way, to \
+            standard output (e.g. | dd of=/dev/sdX), with no re-attach files and the summary on standard error.
+            """
     )
 
     @OptionGroup var vaultOptions: VaultOptions
@@ -16,7 +21,7 @@ struct RestoreCommand: ParsableCommand {
     @Option(name: .long, help: "Point id, or latest.")
     var point: String = "latest"
 
-    @Option(name: .long, help: "Path of the disk image to write.")
+    @Option(name: .long, help: "Path of the disk image to write, or - for standard output.")
     var target: String
 
     @Flag(name: .long, help: "Restore over an existing image at the target.")
@@ -33,6 +38,10 @@ struct RestoreCommand: ParsableCommand {
 
     func run() throws {
         try DiskName.validate(disk)
+        let toStream = target == RestoreOptions.standardOutput
+        if toStream && output.json {
+            throw DiskVaultError(.usage, "--json cannot be used with --target -: standard output carries the disk")
+        }
         let vault = try vaultOptions.open()
         var options = RestoreOptions(disk: disk, point: point, target: target)
         options.replace = replace
@@ -47,7 +56,14 @@ struct RestoreCommand: ParsableCommand {
             }
             outcome.bytes = result.size
             outcome.point = result.point
+            outcome.warnings = result.warnings
             return result
+        }
+        for warning in result.warnings { Terminal.warning(warning) }
+        if toStream {
+            Terminal.raw("restored disk \(result.disk) point \(result.point) to standard output (\(ByteCount.format(result.size)) in \(seconds(result.seconds)))")
+            for key in result.exportedKeys { Terminal.raw("  key      \(key)") }
+            return
         }
         if output.json {
             printJSON(result)

@@ -83,11 +83,15 @@ public enum AESGCM {
 public enum Scrypt {
     /// The corresponding C function is `EVP_PBE_scrypt`.
     public static func derive(_ passphrase: [UInt8], salt: [UInt8], logN: Int, r: Int = 8, p: Int = 1) -> [UInt8]? {
-        guard (10...22).contains(logN) else { return nil }
+        guard (10...22).contains(logN), (1...32).contains(r), (1...16).contains(p) else { return nil }
         var key = [UInt8](repeating: 0, count: 32)
+        // OpenSSL refuses to use more memory than `maxmem`: give it what these parameters need (128·r·(N+2)
+        // bytes for V, 128·r·p for B) and a MiB more, so N = 2^20 (1 GiB) works instead of failing.
+        let n = UInt64(1) << UInt64(logN)
+        let maxmem = 128 * UInt64(r) * (n + 2) + 128 * UInt64(r) * UInt64(p) + (1 << 20)
         let ok = passphrase.withUnsafeBufferPointer { pw in
             EVP_PBE_scrypt(pw.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }, pw.count,
-                           salt, salt.count, UInt64(1) << UInt64(logN), UInt64(r), UInt64(p), 1 << 30, &key, 32)
+                           salt, salt.count, n, UInt64(r), UInt64(p), maxmem, &key, 32)
         }
         return ok == 1 ? key : nil
     }

@@ -6,10 +6,12 @@ public struct KeyVaultAccess: Codable, Sendable, Equatable {
     public var principal: String
     public var credential: String
 
+    /// The paths are made absolute here, so that what records them (a point's key backup, a protected disk,
+    /// the re-attach files) names the same files from any working directory.
     public init(keyVault: String, principal: String, credential: String) {
-        self.keyVault = keyVault
+        self.keyVault = FileSystem.absolutePath(keyVault)
         self.principal = principal
-        self.credential = credential
+        self.credential = FileSystem.absolutePath(credential)
     }
 
     public func open() throws(DiskVaultError) -> KeyVault {

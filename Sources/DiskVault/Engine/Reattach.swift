@@ -28,21 +28,28 @@ public enum Reattach {
         }
     }
 
-    static func description(target: String, point: RecoveryPoint, keyBackup: KeyBackupRecord?) -> Description {
+    /// `keyVault` is the key vault the restore used (it holds the point's keys); else the one the backup named.
+    static func description(target: String, point: RecoveryPoint, keyBackup: KeyBackupRecord?, keyVault: String? = nil) -> Description {
         let m = point.manifest
+        let keyVaultPath = FileSystem.absolutePath(keyVault ?? keyBackup?.keyVault ?? "")
         let volumes = (m.layout?.volumes ?? []).map { v -> Description.Volume in
             let key = keyBackup?.volumes.first { $0.number == v.number }
             return .init(number: v.number, offset: v.offset, size: v.size, encryption: v.encryption.format,
-                         uuid: v.encryption.uuid, guid: v.encryption.guid, keyVault: key == nil ? nil : keyBackup?.keyVault,
+                         uuid: v.encryption.uuid, guid: v.encryption.guid, keyVault: key == nil ? nil : keyVaultPath,
                          secret: key?.secret, secretVersion: key?.secretVersion, wrappedBy: key?.wrappedBy)
         }
-        return Description(disk: m.disk, point: m.id, image: target, size: m.source.size, partitionTable: m.layout?.partitionTable, volumes: volumes)
+        return Description(disk: m.disk, point: m.id, image: FileSystem.absolutePath(target), size: m.source.size, partitionTable: m.layout?.partitionTable, volumes: volumes)
     }
 
-    /// Writes `<target>.attach.json`, `<target>.libvirt.xml` and `<target>.qemu-args`; their paths.
-    static func write(target: String, point: RecoveryPoint, keyBackup: KeyBackupRecord?) throws(DiskVaultError) -> [String] {
-        let d = description(target: target, point: point, keyBackup: keyBackup)
-        let absolute = target.hasPrefix("/") ? target : FileManager.default.currentDirectoryPath + "/" + target
+    /// The files re-attaching needs, beside the target: `<target>.attach.json`, `.libvirt.xml`, `.qemu-args`.
+    static func files(for target: String) -> [String] {
+        ["\(target).attach.json", "\(target).libvirt.xml", "\(target).qemu-args"]
+    }
+
+    /// Writes the `files(for:)` of `target`, each naming the absolute paths of the disk and its key vault; their paths.
+    static func write(target: String, point: RecoveryPoint, keyBackup: KeyBackupRecord?, keyVault: String? = nil) throws(DiskVaultError) -> [String] {
+        let d = description(target: target, point: point, keyBackup: keyBackup, keyVault: keyVault)
+        let absolute = d.image
         let wholeDiskLUKS = d.volumes.count == 1 && d.volumes[0].number == 0 && d.volumes[0].encryption.isLUKS
         let usage = "diskvault/\(d.disk)/\(d.volumes.first?.secret ?? "key")"
         var xml = "<disk type='file' device='disk'>\n  <driver name='qemu' type='raw'/>\n  <source file='\(xmlEscape(absolute))'"
@@ -62,11 +69,10 @@ public enum Reattach {
         if wholeDiskLUKS {
             qemu += "# KEYFILE: the LUKS passphrase, e.g. from `diskvault restore … --export-key KEYFILE`; libvirt: define a secret with usage '\(usage)'\n"
         }
-        let files: [(String, [UInt8])] = [
-            ("\(target).attach.json", try JSON.encode(d)), ("\(target).libvirt.xml", Array(xml.utf8)), ("\(target).qemu-args", Array(qemu.utf8)),
-        ]
-        for (path, bytes) in files { try FileSystem.writeFileAtomically(path, bytes) }
-        return files.map(\.0)
+        let paths = files(for: target)
+        let contents = [try JSON.encode(d), Array(xml.utf8), Array(qemu.utf8)]
+        for (path, bytes) in zip(paths, contents) { try FileSystem.writeFileAtomically(path, bytes) }
+        return paths
     }
 
     static func xmlEscape(_ s: String) -> String {

@@ -14,6 +14,9 @@ public struct RestoreOptions: Sendable {
     /// Where to write the disk's key (BEK, unwrapped) for the user.
     public var exportKey: String?
 
+    /// The target that writes the disk to standard output, in order, for a pipe (`| dd of=/dev/…`).
+    public static let standardOutput = "-"
+
     public init(disk: String, point: String?, target: String) {
         self.disk = disk
         self.point = point
@@ -33,11 +36,14 @@ public struct RestoreResult: Codable, Sendable {
     /// What re-attaching the disk to a VM needs, written beside it.
     public var attachFiles: [String] = []
     public var exportedKeys: [String] = []
+    /// What the restore found and dealt with on the way (a dead restore's temporary disk it removed).
+    public var warnings: [String] = []
 }
 
 /// Writes a whole disk from a recovery point: every chunk checked against its digest, zero chunks left as
 /// holes, the data in a temporary file beside the target that is renamed into place only when complete and
-/// synced. There is no file-level restore.
+/// synced — or, for `--target -`, streamed to standard output in order, each chunk checked the same way.
+/// There is no file-level restore.
 public final class Restore {
     let vault: Vault
     let options: RestoreOptions
@@ -53,28 +59,29 @@ public final class Restore {
         let point = try vault.point(disk: options.disk, id: options.point)
         let index = try vault.index(of: point)
         let keys = try keysForRestore(point)
+        var result = RestoreResult(
+            disk: point.disk, point: point.id, target: options.target, size: index.imageSize,
+            writtenBytes: 0, holeBytes: 0, chunks: index.count, seconds: 0)
+        if options.target == RestoreOptions.standardOutput {
+            guard !options.replace else { throw DiskVaultError(.usage, "--replace does not apply to --target - (standard output)") }
+            let out = try sys("dup", path: "standard output", "cannot use") { dup(1) }
+            try stream(index, to: FileDescriptor(adopting: out, path: "standard output"), result: &result)
+            if let exportKey = options.exportKey, let kv = keys {
+                result.exportedKeys = try exportKeys(point, kv: kv, to: exportKey)
+            }
+            result.seconds = Date().timeIntervalSince(started)
+            return result
+        }
         let target = options.target
         let directory = FileSystem.parentDirectory(of: target)
-        guard FileSystem.isDirectory(directory) else {
-            throw DiskVaultError(.notFound, "target directory does not exist", path: directory)
-        }
-        if FileSystem.exists(target) {
-            if FileSystem.isDirectory(target) {
-                throw DiskVaultError(.usage, "target is a directory; give the path of the disk image to write", path: target)
-            }
-            if !options.replace {
-                throw DiskVaultError(.alreadyExists, "target exists; restore to a new path, or pass --replace to restore over it", path: target)
-            }
-        }
+        try RestoreTarget.check(target, replace: options.replace, sidecars: Reattach.files(for: target))
+        result.warnings = try RestoreTarget.removeDeadTemporaries(target)
 
-        let tmp = "\(directory)/.\(FileSystem.lastComponent(of: target)).diskvault-restore-\(randomHex(4))"
-        var result = RestoreResult(
-            disk: point.disk, point: point.id, target: target, size: index.imageSize,
-            writtenBytes: 0, holeBytes: 0, chunks: index.count, seconds: 0)
+        let tmp = RestoreTarget.temporaryPath(target)
         let cleanup = InterruptCleanup.register(tmp)
         defer { cleanup.cancel() }
         do throws(DiskVaultError) {
-            let file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644, doing: "cannot create")
+            let file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: FileSystem.privateFileMode, doing: "cannot create")
             try file.truncate(to: index.imageSize)
             // Whole chunks go to the disk with direct I/O where the file system takes it (not through the page
             // cache, whose buffered writes cost more CPU here than inflating); a short last chunk goes buffered.
@@ -84,6 +91,7 @@ public final class Restore {
             try file.sync()
             try file.close()
             if options.replace {
+                try RestoreTarget.checkStillReplaceable(target)
                 _ = try sys("rename", path: target, "cannot rename restored disk into place") { rename(tmp, target) }
             } else if try !FileSystem.renameNoReplace(tmp, target) {
                 throw DiskVaultError(.alreadyExists, "target appeared during the restore; nothing was replaced", path: target)
@@ -93,7 +101,8 @@ public final class Restore {
             unlink(tmp)
             throw error
         }
-        result.attachFiles = try Reattach.write(target: target, point: point, keyBackup: point.manifest.keyBackup)
+        result.attachFiles = try Reattach.write(
+            target: target, point: point, keyBackup: point.manifest.keyBackup, keyVault: options.keyVault?.keyVault)
         if let exportKey = options.exportKey, let kv = keys {
             result.exportedKeys = try exportKeys(point, kv: kv, to: exportKey)
         }

@@ -25,11 +25,12 @@ public final class ImageSource: @unchecked Sendable {
         self.file = file
     }
 
-    /// Opens `path`, or standard input for "-".
-    public static func open(_ path: String) throws(DiskVaultError) -> ImageSource {
-        if path == "-" {
+    /// Opens `path`, or standard input for "-". The path is kept absolute: the manifest records it.
+    public static func open(_ given: String) throws(DiskVaultError) -> ImageSource {
+        if given == "-" {
             return ImageSource(path: "-", kind: .stream, size: nil, file: FileDescriptor(adopting: dup(0), path: "standard input"))
         }
+        let path = FileSystem.absolutePath(given)
         let file: FileDescriptor
         do {
             file = try FileDescriptor(path: path, flags: O_RDONLY, doing: "cannot open image")

@@ -116,15 +116,19 @@ public final class KeyVault {
 
     // MARK: creating and opening
 
+    /// What `create` makes before keyvault.json, which an init killed part-way may leave for the next to take over.
+    static let skeleton = InitDirectory(directories: ["principals", "data", "data/keys", "data/secrets"], files: ["data/access"])
+
     /// Creates a key vault in a new or empty directory, its master key sealed under `passphrase`.
     @discardableResult
     public static func create(_ root: String, passphrase: [UInt8], logN: Int = 15) throws(DiskVaultError) -> KeyVault {
         guard !passphrase.isEmpty else { throw DiskVaultError(.usage, "the key vault passphrase is empty") }
         guard (10...20).contains(logN) else { throw DiskVaultError(.usage, "--kdf-work-factor must be from 10 to 20") }
         if FileSystem.exists(root) {
-            guard FileSystem.isDirectory(root), try FileSystem.list(root).isEmpty else {
+            guard FileSystem.isDirectory(root), !FileSystem.exists("\(root)/keyvault.json"), let leftovers = try skeleton.leftovers(in: root) else {
                 throw DiskVaultError(.alreadyExists, "key vault location exists and is not an empty directory", path: root)
             }
+            for path in leftovers { try FileSystem.remove(path) }
         }
         let id = randomHex(16)
         let salt = SecureRandom.bytes(16)
@@ -135,9 +139,13 @@ public final class KeyVault {
             kdf: .init(name: "scrypt", logN: logN, r: 8, p: 1, salt: Data(salt).base64EncodedString()),
             sealedMasterKey: Data(AESGCM.seal(master, key: kek, associatedData: Array("keyvault:\(id)".utf8))).base64EncodedString())
         for dir in ["principals", "data/keys", "data/secrets"] { try FileSystem.makeDirectories("\(root)/\(dir)") }
-        try FileSystem.writeFileAtomically("\(root)/keyvault.json", try JSON.encode(config), mode: 0o600)
         let vault = KeyVault(root: root, config: config, masterKey: master, principal: nil, grant: nil)
         try vault.writeSealed("data/access", AccessPolicy())
+        // keyvault.json last and never over another's: until it exists the directory is no key vault, and a
+        // new init may take it over (see `InitDirectory`).
+        guard try FileSystem.writeNewFileAtomically("\(root)/keyvault.json", try JSON.encode(config)) else {
+            throw DiskVaultError(.alreadyExists, "a key vault was created here meanwhile", path: root)
+        }
         return vault
     }
 

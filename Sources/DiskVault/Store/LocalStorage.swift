@@ -35,10 +35,10 @@ public final class LocalStorage: VaultStorage {
         do {
             let file: FileDescriptor
             do {
-                file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644, doing: "cannot create")
+                file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: FileSystem.privateFileMode, doing: "cannot create")
             } catch where error.code == .notFound {
                 try FileSystem.makeDirectories(tmpDir)
-                file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644, doing: "cannot create")
+                file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: FileSystem.privateFileMode, doing: "cannot create")
             }
             try file.writeAll(parts)
             if durable { try file.sync() } else { file.startWriteback() }
@@ -67,10 +67,10 @@ public final class LocalStorage: VaultStorage {
         let tmpDir = path("tmp")
         let tmp = "\(tmpDir)/\(FileSystem.lastComponent(of: key)).\(randomHex(8))"
         let flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | dv_o_direct()
-        var fd = open(tmp, flags, 0o644)
+        var fd = open(tmp, flags, FileSystem.privateFileMode)
         if fd < 0 && errno == ENOENT {
             try FileSystem.makeDirectories(tmpDir)
-            fd = open(tmp, flags, 0o644)
+            fd = open(tmp, flags, FileSystem.privateFileMode)
         }
         if fd < 0 {
             let e = errno

@@ -93,12 +93,17 @@ public final class Vault: Sendable {
         return Vault(storage: storage, config: config)
     }
 
-    /// Creates a new, empty vault. Refuses a location that already holds a vault or other files.
+    /// What `create` makes before vault.json, which an init killed part-way may leave for the next to take over.
+    static let skeleton = InitDirectory(directories: ["chunks", "disks", "tmp", "locks"], scratch: ["tmp"])
+
+    /// Creates a new, empty vault. Refuses a location that already holds a vault or other files; takes over
+    /// one that holds only what an interrupted `create` left (vault.json is written last, see `InitDirectory`).
     @discardableResult
     public static func create(_ location: String, chunkSize: Int = defaultChunkSize, now: Date = Date()) throws(DiskVaultError) -> Vault {
         guard isValidChunkSize(chunkSize) else {
             throw DiskVaultError(.usage, "chunk size must be a power of two from 64 KiB to 16 MiB, not \(chunkSize)")
         }
+        let storage = try storageFor(location)
         if FileSystem.exists(location) {
             guard FileSystem.isDirectory(location) else {
                 throw DiskVaultError(.alreadyExists, "exists and is not a directory", path: location)
@@ -106,18 +111,23 @@ public final class Vault: Sendable {
             if FileSystem.exists("\(location)/vault.json") {
                 throw DiskVaultError(.alreadyExists, "a vault already exists here", path: location)
             }
-            guard try FileSystem.list(location).isEmpty else {
+            guard let leftovers = try skeleton.leftovers(in: location) else {
                 throw DiskVaultError(.alreadyExists, "directory is not empty; a vault needs a new or empty directory", path: location)
             }
+            for path in leftovers { try FileSystem.remove(path) }
         }
-        let storage = try storageFor(location)
         try FileSystem.makeDirectories(location)
-        for dir in ["chunks", "disks", "tmp", "locks"] { try FileSystem.makeDirectories("\(location)/\(dir)") }
+        for dir in skeleton.directories.sorted() { try FileSystem.makeDirectories("\(location)/\(dir)") }
+        try FileSystem.syncDirectory(location)
         let config = VaultConfig(
             format: VaultConfig.formatName, version: VaultConfig.currentVersion, id: randomHex(16),
             created: Timestamp.format(now), chunkSize: chunkSize, hash: "sha256", compression: "zlib",
             encryption: .init(scheme: "none"), chunkPrefixDigits: 0)
-        try storage.replace("vault.json", try JSON.encode(config))
+        let bytes = try JSON.encode(config)
+        // Last, durable, and never over another init's that got here first.
+        guard try bytes.withBytes({ (b) throws(DiskVaultError) in try storage.putIfAbsent("vault.json", [b], durable: true) }) else {
+            throw DiskVaultError(.alreadyExists, "a vault was created here meanwhile", path: location)
+        }
         return Vault(storage: storage, config: config)
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 internal import CLinux
 
 /// Path-level file operations, each through `sys`, each error naming the path.
@@ -15,8 +16,48 @@ public enum FileSystem {
         return stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR
     }
 
+    /// Mode of the directories and files a vault or key vault is made of, whatever the umask: private to their
+    /// owner, as restic and borg make theirs (they hold a disk's data, its keys, the paths of its images).
+    public static let privateDirectoryMode: UInt32 = 0o700
+    public static let privateFileMode: UInt32 = 0o600
+
+    /// What is at a path itself (a symbolic link is not followed), nil when nothing is.
+    /// The corresponding C function is `lstat`.
+    public enum EntryKind: Sendable, Equatable {
+        case regularFile, directory, symbolicLink, blockDevice, characterDevice, fifo, socket
+    }
+
+    public static func entryKind(_ path: String) throws(DiskVaultError) -> EntryKind? {
+        var st = stat()
+        switch retryingEINTR({ lstat(path, &st) }) {
+        case .success: break
+        case .failure(ENOENT): return nil
+        case .failure(let e): throw DiskVaultError.system("lstat", e, path: path, doing: "cannot stat")
+        }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return .regularFile
+        case S_IFDIR: return .directory
+        case S_IFLNK: return .symbolicLink
+        case S_IFBLK: return .blockDevice
+        case S_IFCHR: return .characterDevice
+        case S_IFIFO: return .fifo
+        default: return .socket
+        }
+    }
+
+    /// `path` made absolute against the working directory, so that what records it (a manifest, a re-attach
+    /// file) still names the same file when read from elsewhere. An absolute path is kept as given.
+    public static func absolutePath(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        var relative = Substring(path)
+        while relative.hasPrefix("./") { relative = relative.dropFirst(2).drop { $0 == "/" } }
+        let cwd = FileManager.default.currentDirectoryPath
+        if relative.isEmpty || relative == "." { return cwd }
+        return (cwd.hasSuffix("/") ? cwd : cwd + "/") + relative
+    }
+
     /// Creates `path` and its missing parents. The corresponding C function is `mkdir`.
-    public static func makeDirectories(_ path: String, mode: UInt32 = 0o755) throws(DiskVaultError) {
+    public static func makeDirectories(_ path: String, mode: UInt32 = privateDirectoryMode) throws(DiskVaultError) {
         if isDirectory(path) { return }
         let parent = parentDirectory(of: path)
         if parent != path && !parent.isEmpty { try makeDirectories(parent, mode: mode) }
@@ -37,11 +78,13 @@ public enum FileSystem {
         return String(path[path.index(after: slash)...])
     }
 
-    /// Reads a whole file of at most `limit` bytes; a larger one is refused, never allocated.
+    /// Reads a whole file of at most `limit` bytes; a larger one is refused, never allocated. A pipe or a
+    /// terminal (`/dev/stdin`) has no size to go by: it is read until end of input.
     public static func readFile(_ path: String, limit: Int = 64 << 20) throws(DiskVaultError) -> [UInt8] {
         let file = try FileDescriptor(path: path, flags: O_RDONLY, doing: "cannot open")
         let st = try file.status()
         if st.isDirectory { throw DiskVaultError(.usage, "is a directory, not a file", path: path) }
+        if !st.isRegular && !st.isBlockDevice { return try readStream(file, limit: limit) }
         if st.size > UInt64(limit) {
             throw DiskVaultError(.corrupt, "file is \(st.size) bytes, more than the \(limit) allowed", path: path)
         }
@@ -51,8 +94,31 @@ public enum FileSystem {
         return bytes
     }
 
+    /// Reads `file` from its current position to end of input, refusing more than `limit` bytes.
+    static func readStream(_ file: FileDescriptor, limit: Int) throws(DiskVaultError) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var piece = [UInt8](repeating: 0, count: min(limit + 1, 64 << 10))
+        while true {
+            let n = try piece.withMutableBytes { (b) throws(DiskVaultError) in try file.readSequential(into: b) }
+            bytes += piece[..<n]
+            if bytes.count > limit {
+                throw DiskVaultError(.corrupt, "input is more than the \(limit) bytes allowed", path: file.path)
+            }
+            if n < piece.count { return bytes }
+        }
+    }
+
     /// Writes a file so that it appears whole or not at all: tmp beside it, fsync, rename, fsync the directory.
-    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o644) throws(DiskVaultError) {
+    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32 = privateFileMode) throws(DiskVaultError) {
+        _ = try writeAtomically(path, bytes, mode: mode, replacing: true)
+    }
+
+    /// `writeFileAtomically`, but never over an existing file: false, and nothing written, when `path` exists.
+    public static func writeNewFileAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32 = privateFileMode) throws(DiskVaultError) -> Bool {
+        try writeAtomically(path, bytes, mode: mode, replacing: false)
+    }
+
+    private static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32, replacing: Bool) throws(DiskVaultError) -> Bool {
         let dir = parentDirectory(of: path)
         let tmp = "\(dir)/.\(lastComponent(of: path)).tmp-\(randomHex(6))"
         do {
@@ -60,12 +126,23 @@ public enum FileSystem {
             try bytes.withBytes { (b) throws(DiskVaultError) in try file.writeAll([b]) }
             try file.sync()
             try file.close()
-            _ = try sys("rename", path: path, "cannot rename into place") { rename(tmp, path) }
+            if replacing {
+                _ = try sys("rename", path: path, "cannot rename into place") { rename(tmp, path) }
+            } else if try !renameNoReplace(tmp, path) {
+                unlink(tmp)
+                return false
+            }
         } catch {
             unlink(tmp)
             throw error
         }
         try syncDirectory(dir)
+        return true
+    }
+
+    /// Whether `name` is the hidden temporary of an atomic write (`.NAME.tmp-XXXX`), which a crash can leave.
+    static func isAtomicWriteTemporary(_ name: String) -> Bool {
+        name.hasPrefix(".") && name.contains(".tmp-")
     }
 
     /// Makes a rename or a new entry in `dir` durable.

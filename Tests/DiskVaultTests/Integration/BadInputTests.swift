@@ -67,6 +67,8 @@ final class BadInputTests: XCTestCase {
         let vault = s.file("vault"), image = s.file("secret.img")
         try Tool.sh("head -c 1M /dev/urandom > \(image); chmod 000 \(image)")
         XCTAssertEqual(try Tool.dv("vault", "init", vault).status, 0)
+        // A vault is private to its owner (0700): the unprivileged user gets one of its own.
+        try Tool.sh("chown -R 65534:65534 \(vault)")
         let r = try Tool.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Tool.diskvault,
                                                   "backup", image, "--vault", vault, "--disk", "d"])
         if r.stderr.contains("setpriv:") { throw XCTSkip("cannot switch user here: \(r.stderr)") }
