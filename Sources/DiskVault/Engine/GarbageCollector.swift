@@ -26,7 +26,8 @@ public enum GarbageCollector {
         for disk in try vault.disks() {
             for point in try vault.points(disk: disk) {
                 // A point whose index cannot be read stops the collection: its chunks must not be freed.
-                live.formUnion(try vault.index(of: point).digests)
+                // Streamed: the set grows with the distinct data chunks, not with the image size.
+                try vault.index(of: point).forEachDataChunk { (_, digest) in live.insert(digest) }
                 report.points += 1
             }
             // Points without a manifest are leftovers of interrupted backups.

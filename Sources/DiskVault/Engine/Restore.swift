@@ -155,7 +155,7 @@ public final class Restore {
 
     enum RestoreItem {
         case zeros(Range<Int>)
-        case chunk(Int)
+        case chunk(Int, Digest256)
     }
 
     struct RestoredChunk {
@@ -163,7 +163,9 @@ public final class Restore {
         var written: Bool
     }
 
-    private func write(_ index: ChunkIndex, to file: FileDescriptor, direct: FileDescriptor?, result: inout RestoreResult) throws(DiskVaultError) {
+    /// The index is read as the chunks go out, never whole; a digest that differs from the manifest's shows at
+    /// its end and fails the restore before the target is renamed into place.
+    private func write(_ index: ChunkIndexReader, to file: FileDescriptor, direct: FileDescriptor?, result: inout RestoreResult) throws(DiskVaultError) {
         let workers = max(1, options.threads)
         let chunkSize = index.chunkSize
         let chunks = vault.chunks
@@ -178,17 +180,26 @@ public final class Restore {
                 produce: { emit in
                     // A run of zero chunks is one item: nothing to read or write, so no worker wake-up per chunk.
                     var i = 0
-                    while i < index.count {
-                        var end = i
-                        while end < index.count && index.digests[end].isZero && end - i < maxZeroRun { end += 1 }
-                        if end > i {
-                            try emit(RestoreItem.zeros(i..<end))
-                            i = end
-                        } else {
-                            try emit(RestoreItem.chunk(i))
+                    var zeros = 0
+                    func flushZeros() throws {
+                        while zeros > 0 {
+                            let n = min(zeros, maxZeroRun)
+                            try emit(RestoreItem.zeros(i..<i + n))
+                            i += n
+                            zeros -= n
+                        }
+                    }
+                    while let entry = try index.next() {
+                        switch entry {
+                        case .zeros(let n):
+                            zeros += n
+                        case .chunk(let digest):
+                            try flushZeros()
+                            try emit(RestoreItem.chunk(i, digest))
                             i += 1
                         }
                     }
+                    try flushZeros()
                 },
                 makeWorker: {
                     let codec = BlobCodec(chunkSize: chunkSize)
@@ -196,16 +207,15 @@ public final class Restore {
                     let at = Blob.directIOAlignment
                     let buffer = ByteBuffer(capacity: at + chunkSize)
                     return { (item: RestoreItem) throws -> RestoredChunk in
-                        let i: Int
+                        let i: Int, digest: Digest256
                         switch item {
                         case .zeros(let run):
                             // Every chunk of the run is whole but perhaps the image's last.
                             let length = (run.count - 1) * chunkSize + index.length(ofChunk: run.upperBound - 1)
                             return RestoredChunk(length: length, written: false)
-                        case .chunk(let n):
-                            i = n
+                        case .chunk(let n, let d):
+                            (i, digest) = (n, d)
                         }
-                        let digest = index.digests[i]
                         let length = index.length(ofChunk: i)
                         let bytes: UnsafeRawBufferPointer
                         do throws(DiskVaultError) {
