@@ -188,6 +188,30 @@ final class TrustTests: XCTestCase {
         XCTAssertEqual(treeListing("\(vault)/locks"), [])
     }
 
+    // Item 12: version-1 indexes (older vaults) are still read by restore, verify, backup and gc.
+    func testPointWithAVersion1IndexIsStillRead() throws {
+        let s = try Scratch(self)
+        let (vault, image, point) = try makeVaultWithPoint(s)
+        let indexPath = "\(vault)/disks/d/points/\(point)/index"
+        let v2 = try Array(Data(contentsOf: URL(fileURLWithPath: indexPath)))
+        XCTAssertEqual(v2[8], 2, "backups write version 2")
+        let v1 = try ChunkIndex.decode(v2, source: indexPath).encoded(version: 1)
+        try Data(v1).write(to: URL(fileURLWithPath: indexPath))
+        let manifest = manifestPath(vault, point)
+        var object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: manifest))) as? [String: Any])
+        object["indexDigest"] = SHA256.digest(v1).hex
+        try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: manifest))
+
+        XCTAssertEqual(try Tool.dv("verify", "--vault", vault).status, 0)
+        let target = s.file("restored.img")
+        XCTAssertEqual(try Tool.dv("restore", "--vault", vault, "--disk", "d", "--target", target).status, 0)
+        XCTAssertTrue(try fileBytesEqual(image, target))
+        let again = try Tool.dv("backup", image, "--vault", vault, "--disk", "d", "--json")
+        XCTAssertEqual((try again.json()["stats"] as? [String: Any])?["newChunks"] as? Int, 0, again.output)
+        let gc = try Tool.dv("gc", "--vault", vault, "--json")
+        XCTAssertEqual(try gc.json()["blobsRemoved"] as? Int, 0, gc.output)
+    }
+
     /// Peak RSS in KiB of a command run under GNU time, and its result.
     func measured(_ arguments: [String]) throws -> (RunResult, Int) {
         let r = try Tool.run("/usr/bin/time", ["-v", Tool.diskvault] + arguments)
