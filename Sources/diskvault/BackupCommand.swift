@@ -57,7 +57,8 @@ struct BackupCommand: ParsableCommand {
             }
             outcome.bytes = manifest.source.size
             outcome.point = manifest.id
-            outcome.warnings = (manifest.layout?.warnings ?? []) + (manifest.keyBackupWaived == true ? ["backed up without its keys"] : [])
+            for w in backup.warnings { Terminal.warning(w) }
+            outcome.warnings = backup.warnings + (manifest.layout?.warnings ?? []) + (manifest.keyBackupWaived == true ? ["backed up without its keys"] : [])
             return manifest
         }
         if output.json {

@@ -33,6 +33,8 @@ public final class Backup {
     let source: ImageSource
     let options: BackupOptions
     public weak var observer: (any ProgressObserver)?
+    /// What the run found worth a warning without failing: damaged earlier points it skipped.
+    public private(set) var warnings: [String] = []
 
     public init(vault: Vault, source: ImageSource, options: BackupOptions) {
         self.vault = vault
@@ -43,7 +45,8 @@ public final class Backup {
     enum Item {
         /// `count` chunks that are holes of the source, the last `last` bytes long and the others full.
         case holes(count: Int, last: Int)
-        case data(ByteBuffer, Int, readBytes: Int, mayCompress: Bool)
+        /// A chunk read, with the digest the previous point had at the same place (nil: none).
+        case data(ByteBuffer, Int, readBytes: Int, mayCompress: Bool, previous: Digest256?)
     }
 
     enum Output {
@@ -67,8 +70,10 @@ public final class Backup {
         let started = Date()
         let chunkSize = vault.config.chunkSize
         // Damaged points are skipped: one bad old point never stops the disk's new backups.
-        let earlier = try vault.points(disk: options.disk)
+        let scan = try vault.scanPoints(disk: options.disk, now: options.now)
+        let earlier = scan.points
         let previous = earlier.last
+        warnings = scan.damaged.map { "point \($0.id) of disk \(options.disk) is damaged and was skipped: \($0.problem)" }
         // The layout, read without keys before any data: it says which regions are ciphertext.
         var layout: DiskLayout? = nil
         if let size = source.size {
@@ -95,15 +100,20 @@ public final class Backup {
         let keyCheck = keyPlan.map { plan in Background(onItsOwnThread: plan.needsCheck) { () throws(DiskVaultError) in try plan.finish() } }
         // The check reads the source's header: it has ended before this returns, whatever happens.
         defer { keyCheck?.join() }
-        // Digests known to be in the vault: the previous point's, then every chunk this run stores or finds.
-        var known = Set<Digest256>()
-        // A previous index that cannot be read only costs the hints: every chunk is then looked up.
-        if let previous, let index = try? vault.index(of: previous) {
-            known.formUnion(index.digests)
-            known.remove(.zero)
-        }
-        let present = Mutex(known)
-        known = []
+        // The previous point's index, read in step with the source: a chunk whose digest it holds at the same
+        // place is in the vault without a lookup. No set of every digest is built (memory would grow with the
+        // image); a chunk that moved is found with one `head`, and a small cache spares repeats within this run.
+        var previousIndex: ChunkIndexReader? = nil
+        // It is checked whole first: a damaged previous index only costs the hints (every chunk is then looked
+        // up), it never stops the disk's backups.
+        if let previous, vault.indexChecksWhole(of: previous) { previousIndex = try? vault.index(of: previous) }
+        // Chunks verify found missing or damaged: never trusted from an index or a `head`, stored again.
+        let damaged = try vault.damagedChunks()
+        let healed = Mutex(Set<Digest256>())
+        let recent = Mutex(RecentDigests())
+        let indexObject = try vault.storage.makeWriter(RecoveryPoint.indexKey(disk: options.disk, id: pointID))
+        defer { indexObject.abandon() }
+        let indexWriter = ChunkIndexWriter(chunkSize: chunkSize, output: indexObject)
 
         let workers = max(1, options.threads)
         let depth = pipelineDepth(workers: workers, chunkSize: chunkSize)
@@ -114,8 +124,6 @@ public final class Backup {
         let chunks = vault.chunks
         let total = source.size
 
-        var digests: [Digest256] = []
-        if let total { digests.reserveCapacity(ChunkIndex.chunkCount(imageSize: total, chunkSize: chunkSize)) }
         var stats = Manifest.Stats()
         var imageSize: UInt64 = 0
         let observer = self.observer
@@ -124,9 +132,9 @@ public final class Backup {
             try Pipeline.run(
                 workers: workers, depth: depth,
                 produce: { emit in
-                    try self.read(chunkSize: chunkSize, pool: pool, ciphertext: ciphertext) { item in
+                    try self.read(chunkSize: chunkSize, pool: pool, ciphertext: ciphertext, previous: previousIndex) { item in
                         if let keyCheck, keyCheck.failed {
-                            if case .data(let buffer, _, _, _) = item { pool.give(buffer) }
+                            if case .data(let buffer, _, _, _, _) = item { pool.give(buffer) }
                             _ = try keyCheck.wait()
                         }
                         try emit(item)
@@ -138,12 +146,24 @@ public final class Backup {
                         switch item {
                         case .holes(let count, let last):
                             return .holes(count: count, last: last)
-                        case .data(let buffer, let n, let readBytes, let mayCompress):
+                        case .data(let buffer, let n, let readBytes, let mayCompress, let previous):
                             defer { pool.give(buffer) }
                             let bytes = UnsafeRawBufferPointer(BlobCodec.chunkArea(of: buffer, length: n))
                             if isAllZero(bytes) { return .zero(length: n, hole: n - readBytes) }
                             let digest = SHA256.digest(bytes)
-                            if present.withLock({ $0.contains(digest) }) {
+                            let isDamaged = !damaged.isEmpty && damaged.contains(digest)
+                            if digest == previous && !isDamaged {
+                                return .chunk(digest, length: n, readBytes: readBytes, stored: nil)
+                            }
+                            if isDamaged {
+                                // Stored again once per run, over whatever blob is there.
+                                guard healed.withLock({ $0.insert(digest).inserted }) else {
+                                    return .chunk(digest, length: n, readBytes: readBytes, stored: nil)
+                                }
+                                let outcome = try chunks.store(bytes, digest: digest, mayCompress: mayCompress, codec: codec, frame: buffer.storage, replacing: true)
+                                return .chunk(digest, length: n, readBytes: readBytes, stored: outcome)
+                            }
+                            if recent.withLock({ $0.contains(digest) }) {
                                 return .chunk(digest, length: n, readBytes: readBytes, stored: nil)
                             }
                             var outcome: ChunkStore.StoreOutcome? = nil
@@ -151,7 +171,7 @@ public final class Backup {
                                 outcome = try chunks.store(bytes, digest: digest, mayCompress: mayCompress, codec: codec, frame: buffer.storage)
                                 if outcome?.written == false { outcome = nil }
                             }
-                            present.withLock { _ = $0.insert(digest) }
+                            recent.withLock { $0.insert(digest) }
                             return .chunk(digest, length: n, readBytes: readBytes, stored: outcome)
                         }
                     }
@@ -160,7 +180,7 @@ public final class Backup {
                     switch output {
                     case .holes(let count, let last):
                         let bytes = UInt64(count - 1) * UInt64(chunkSize) + UInt64(last)
-                        digests.append(contentsOf: repeatElement(.zero, count: count))
+                        try indexWriter.appendZeros(count)
                         stats.zeroChunks += count
                         stats.holeBytes += bytes
                         imageSize += bytes
@@ -168,14 +188,14 @@ public final class Backup {
                         observer?.progress(done: imageSize, total: total)
                         return
                     case .zero(let n, let hole):
-                        digests.append(.zero)
+                        try indexWriter.appendZeros(1)
                         stats.zeroChunks += 1
                         stats.holeBytes += UInt64(hole)
                         stats.readBytes += UInt64(n - hole)
                         stats.zeroBytes += UInt64(n - hole)
                         imageSize += UInt64(n)
                     case .chunk(let digest, let n, let readBytes, let stored):
-                        digests.append(digest)
+                        try indexWriter.append(digest)
                         stats.readBytes += UInt64(readBytes)
                         stats.holeBytes += UInt64(n - readBytes)
                         if let stored {
@@ -191,7 +211,7 @@ public final class Backup {
                     stats.chunks += 1
                     observer?.progress(done: imageSize, total: total)
                 },
-                discard: { item in if case .data(let buffer, _, _, _) = item { pool.give(buffer) } })
+                discard: { item in if case .data(let buffer, _, _, _, _) = item { pool.give(buffer) } })
         } catch let error as DiskVaultError {
             throw error
         } catch {
@@ -199,11 +219,13 @@ public final class Backup {
         }
 
         let keyBackup = try keyCheck?.wait()
+        // The previous index was trusted chunk by chunk: it must check whole (its digest) before this point counts.
+        try previousIndex?.finish()
+        try source.checkUnchanged()
         if let total, imageSize != total {
-            throw DiskVaultError(.io, "image changed size during backup (\(total) bytes at start, \(imageSize) read)", path: source.path)
+            throw DiskVaultError(.io, "image changed while it was read (\(total) bytes at start, \(imageSize) read); no recovery point was written", path: source.path)
         }
-        let index = ChunkIndex(chunkSize: chunkSize, imageSize: imageSize, digests: digests)
-        let indexBytes = index.encoded()
+        let indexDigest = try indexWriter.finish(imageSize: imageSize)
         stats.seconds = Date().timeIntervalSince(started)
         var manifest = Manifest(
             version: Manifest.currentVersion,
@@ -219,11 +241,14 @@ public final class Backup {
             keyBackup: keyBackup?.0,
             keyBackupWaived: !encrypted.isEmpty && options.withoutKeys ? true : nil,
             chunkSize: chunkSize,
-            chunkCount: index.count,
-            indexDigest: SHA256.digest(indexBytes).hex,
+            chunkCount: indexWriter.count,
+            indexDigest: indexDigest.hex,
             stats: stats)
         manifest.sequence = (previous?.manifest.sequence ?? earlier.count) + 1
-        try vault.commit(manifest, index: indexBytes, extras: keyBackup.map { [$0.0.blob: $0.1] } ?? [:])
+        try vault.commit(manifest, index: indexObject, extras: keyBackup.map { [$0.0.blob: $0.1] } ?? [:])
+        // A stale entry would only make the next backup store the chunk once more: not worth failing a committed point.
+        let stored = healed.withLock { $0 }
+        if !stored.isEmpty { try? vault.clearDamagedChunks(stored) }
         return manifest
     }
 
@@ -243,9 +268,12 @@ public final class Backup {
     /// The producer: one item per chunk of data, in order, and one per run of chunks that are holes (a 64 GiB
     /// sparse file is mostly such runs: a handful of items, not a worker wake-up per chunk). Holes are never
     /// read. A chunk wholly inside a region known to be ciphertext is marked so that nothing tries to compress it.
-    private func read(chunkSize: Int, pool: BufferPool, ciphertext: [Range<UInt64>], emit: (Item) throws -> Void) throws {
+    private func read(
+        chunkSize: Int, pool: BufferPool, ciphertext: [Range<UInt64>], previous: ChunkIndexReader?, emit: (Item) throws -> Void
+    ) throws {
         let file = source.file
         guard let size = source.size else {
+            var chunk = 0
             while true {
                 let buffer = pool.take()
                 let n: Int
@@ -259,7 +287,8 @@ public final class Backup {
                     pool.give(buffer)
                     return
                 }
-                try emit(.data(buffer, n, readBytes: n, mayCompress: true))
+                try emit(.data(buffer, n, readBytes: n, mayCompress: true, previous: try previous?.digest(atChunk: chunk)))
+                chunk += 1
                 if n < chunkSize { return }
             }
         }
@@ -292,7 +321,7 @@ public final class Backup {
                     let want = end - start
                     let got = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: chunkArea[start..<end]), at: r.lowerBound)
                     guard got == want else {
-                        throw DiskVaultError(.io, "image ended early, at byte \(r.lowerBound + UInt64(got)) of \(size)", path: source.path)
+                        throw DiskVaultError(.io, "image changed while it was read: it ended at byte \(r.lowerBound + UInt64(got)) of \(size); no recovery point was written", path: source.path)
                     }
                     readBytes += want
                     filled = end
@@ -304,9 +333,24 @@ public final class Backup {
             }
             let chunk = offset..<offset + UInt64(length)
             let encrypted = ciphertext.contains { $0.lowerBound <= chunk.lowerBound && chunk.upperBound <= $0.upperBound }
-            try emit(.data(buffer, length, readBytes: readBytes, mayCompress: !encrypted))
+            let before = try previous?.digest(atChunk: Int(offset / UInt64(chunkSize)))
+            try emit(.data(buffer, length, readBytes: readBytes, mayCompress: !encrypted, previous: before))
             offset += UInt64(length)
         }
         try flushHoles()
+    }
+}
+
+/// Digests this run stored or found in the vault, so that a chunk repeated nearby costs no second lookup.
+/// Bounded: emptied when full, so memory does not grow with the image.
+struct RecentDigests {
+    private var set = Set<Digest256>(minimumCapacity: RecentDigests.limit)
+    static let limit = 1 << 14
+
+    func contains(_ d: Digest256) -> Bool { set.contains(d) }
+
+    mutating func insert(_ d: Digest256) {
+        if set.count >= Self.limit { set.removeAll(keepingCapacity: true) }
+        set.insert(d)
     }
 }

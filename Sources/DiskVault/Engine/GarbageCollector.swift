@@ -32,18 +32,19 @@ public enum GarbageCollector {
         for disk in try vault.disks() {
             let scan = try vault.scanPoints(disk: disk)
             for point in scan.points {
+                // Streamed: the set grows with the distinct data chunks, not with the image size.
                 do {
-                    live.formUnion(try vault.index(of: point).digests)
+                    try vault.index(of: point).forEachDataChunk { (_, digest) in live.insert(digest) }
                 } catch where error.code == .corrupt || error.code == .notFound {
-                    if let digests = rawIndexDigests(vault, disk: disk, id: point.id) { live.formUnion(digests) }
-                    else { report.sweepSkipped.append("\(disk)@\(point.id): \(error)") }
+                    if !markRawIndex(vault, disk: disk, id: point.id, into: &live) {
+                        report.sweepSkipped.append("\(disk)@\(point.id): \(error)")
+                    }
                 }
                 report.points += 1
             }
             for bad in scan.damaged where PointID.isValid(bad.id) {
                 report.damagedPoints.append("\(disk)@\(bad.id)")
-                if let digests = rawIndexDigests(vault, disk: disk, id: bad.id) { live.formUnion(digests) }
-                else { report.sweepSkipped.append("\(disk)@\(bad.id): \(bad.problem), and its index cannot be read") }
+                if !markRawIndex(vault, disk: disk, id: bad.id, into: &live) { report.sweepSkipped.append("\(disk)@\(bad.id): \(bad.problem), and its index cannot be read") }
             }
             // Points without a manifest are leftovers of interrupted backups.
             for id in try vault.storage.list(RecoveryPoint.prefix(disk: disk)) where PointID.isValid(id) {
@@ -95,12 +96,17 @@ public enum GarbageCollector {
         return report
     }
 
-    /// The digests of a point's index read without its manifest (which is damaged): nil when it cannot be read.
-    static func rawIndexDigests(_ vault: Vault, disk: String, id: String) -> [Digest256]? {
+    /// Marks the data chunks of a point's index read without the manifest's digest (the manifest is damaged, or
+    /// the index does not match it): false when even that cannot be read whole. Marking more is always safe.
+    static func markRawIndex(_ vault: Vault, disk: String, id: String, into live: inout Set<Digest256>) -> Bool {
         let key = RecoveryPoint.indexKey(disk: disk, id: id)
-        guard let bytes = try? vault.storage.get(key, limit: ChunkIndex.headerSize + 32 * (1 << 21)),
-            let index = try? ChunkIndex.decode(bytes, source: "\(vault.location)/\(key)"), index.chunkSize == vault.config.chunkSize
-        else { return nil }
-        return index.digests
+        do {
+            let index = try ChunkIndexReader(try vault.storage.makeReader(key), source: "\(vault.location)/\(key)")
+            guard index.chunkSize == vault.config.chunkSize else { return false }
+            try index.forEachDataChunk { (_, digest) in live.insert(digest) }
+            return true
+        } catch {
+            return false
+        }
     }
 }

@@ -6,12 +6,13 @@ public enum JobKind: String, Codable, Sendable, CaseIterable {
     case keysRestore = "keys-restore"
 
     /// The vault locks a job of this kind holds while it runs: a backup holds its disk (one backup of a disk at a
-    /// time) and shares the vault; a restore or verify shares it; gc, prune, forget and repair hold it alone.
+    /// time) and shares the vault; a restore, verify or repair (which stores blobs as a backup does) shares it;
+    /// gc, prune and forget hold it alone.
     public func locks(disk: String?) -> [VaultLock.Kind] {
         switch self {
         case .backup: return (disk.map { [.disk($0)] } ?? []) + [.shared]
-        case .restore, .verify, .keysRestore: return [.shared]
-        case .prune, .gc, .forget, .repair: return [.exclusive]
+        case .restore, .verify, .keysRestore, .repair: return [.shared]
+        case .prune, .gc, .forget: return [.exclusive]
         }
     }
 }

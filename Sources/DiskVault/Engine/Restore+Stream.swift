@@ -6,7 +6,7 @@ extension Restore {
     /// An item of the streamed disk: a chunk and the pooled buffer it is loaded into, or a run of zero chunks.
     enum StreamItem {
         case zeros(Range<Int>)
-        case chunk(Int, ByteBuffer)
+        case chunk(Int, Digest256, ByteBuffer)
     }
 
     /// What a worker hands the writer: a checked chunk in its buffer, or how many zero bytes to write.
@@ -20,7 +20,9 @@ extension Restore {
     /// chunk against its digest exactly as a file restore does; the consumer writes them in index order and
     /// zero chunks as zeros, since a stream has no holes. Each chunk's buffer is taken from a pool by the
     /// producer, in order, and given back once written, so memory is bounded and the pipeline cannot stall.
-    func stream(_ index: ChunkIndex, to out: FileDescriptor, result: inout RestoreResult) throws(DiskVaultError) {
+    /// A stream cannot be taken back, so the caller checks the index whole before it starts (`index` is then a
+    /// second reader of it, whose digest is checked again at its end).
+    func stream(_ index: ChunkIndexReader, to out: FileDescriptor, result: inout RestoreResult) throws(DiskVaultError) {
         let workers = max(1, options.threads)
         let chunkSize = index.chunkSize
         let chunks = vault.chunks
@@ -56,16 +58,19 @@ extension Restore {
                 workers: workers, depth: depth,
                 produce: { emit in
                     var i = 0
-                    while i < index.count {
-                        var end = i
-                        while end < index.count && index.digests[end].isZero && end - i < maxZeroRun { end += 1 }
-                        if end > i {
-                            try emit(StreamItem.zeros(i..<end))
-                            i = end
-                        } else {
+                    while let entry = try index.next() {
+                        switch entry {
+                        case .zeros(var n):
+                            while n > 0 {
+                                let run = min(n, maxZeroRun)
+                                try emit(StreamItem.zeros(i..<i + run))
+                                i += run
+                                n -= run
+                            }
+                        case .chunk(let digest):
                             // Closed: a worker or the writer failed, and its error is the one to report.
                             guard let buffer = pool.takeUnlessClosed() else { return }
-                            try emit(StreamItem.chunk(i, buffer))
+                            try emit(StreamItem.chunk(i, digest, buffer))
                             i += 1
                         }
                     }
@@ -77,9 +82,9 @@ extension Restore {
                         case .zeros(let run):
                             let length = (run.count - 1) * chunkSize + index.length(ofChunk: run.upperBound - 1)
                             return StreamedChunk(bytes: UnsafeRawBufferPointer(start: nil, count: 0), buffer: nil, zeroBytes: UInt64(length))
-                        case .chunk(let i, let buffer):
+                        case .chunk(let i, let digest, let buffer):
                             do throws(DiskVaultError) {
-                                let bytes = try chunks.load(index.digests[i], length: index.length(ofChunk: i), into: buffer, at: at, codec: codec)
+                                let bytes = try chunks.load(digest, length: index.length(ofChunk: i), into: buffer, at: at, codec: codec)
                                 return StreamedChunk(bytes: bytes, buffer: buffer, zeroBytes: 0)
                             } catch {
                                 pool.close()
@@ -101,7 +106,7 @@ extension Restore {
                     observer?.progress(done: done, total: total)
                 },
                 discard: { item in
-                    if case .chunk(_, let buffer) = item { pool.give(buffer) }
+                    if case .chunk(_, _, let buffer) = item { pool.give(buffer) }
                 })
             let st = try out.status()
             // A disk redirected into a file or onto a device is made durable as a file restore is; a pipe is

@@ -64,8 +64,10 @@ public final class Restore {
             writtenBytes: 0, holeBytes: 0, chunks: index.count, seconds: 0)
         if options.target == RestoreOptions.standardOutput {
             guard !options.replace else { throw DiskVaultError(.usage, "--replace does not apply to --target - (standard output)") }
+            // What is streamed cannot be taken back: the index must check whole before the first byte goes out.
+            try index.finish()
             let out = try sys("dup", path: "standard output", "cannot use") { dup(1) }
-            try stream(index, to: FileDescriptor(adopting: out, path: "standard output"), result: &result)
+            try stream(try vault.index(of: point), to: FileDescriptor(adopting: out, path: "standard output"), result: &result)
             if let exportKey = options.exportKey, let kv = keys {
                 result.exportedKeys = try exportKeys(point, kv: kv, to: exportKey)
             }
@@ -164,7 +166,7 @@ public final class Restore {
 
     enum RestoreItem {
         case zeros(Range<Int>)
-        case chunk(Int)
+        case chunk(Int, Digest256)
     }
 
     struct RestoredChunk {
@@ -172,7 +174,9 @@ public final class Restore {
         var written: Bool
     }
 
-    private func write(_ index: ChunkIndex, to file: FileDescriptor, direct: FileDescriptor?, result: inout RestoreResult) throws(DiskVaultError) {
+    /// The index is read as the chunks go out, never whole; a digest that differs from the manifest's shows at
+    /// its end and fails the restore before the target is renamed into place.
+    private func write(_ index: ChunkIndexReader, to file: FileDescriptor, direct: FileDescriptor?, result: inout RestoreResult) throws(DiskVaultError) {
         let workers = max(1, options.threads)
         let chunkSize = index.chunkSize
         let chunks = vault.chunks
@@ -187,17 +191,26 @@ public final class Restore {
                 produce: { emit in
                     // A run of zero chunks is one item: nothing to read or write, so no worker wake-up per chunk.
                     var i = 0
-                    while i < index.count {
-                        var end = i
-                        while end < index.count && index.digests[end].isZero && end - i < maxZeroRun { end += 1 }
-                        if end > i {
-                            try emit(RestoreItem.zeros(i..<end))
-                            i = end
-                        } else {
-                            try emit(RestoreItem.chunk(i))
+                    var zeros = 0
+                    func flushZeros() throws {
+                        while zeros > 0 {
+                            let n = min(zeros, maxZeroRun)
+                            try emit(RestoreItem.zeros(i..<i + n))
+                            i += n
+                            zeros -= n
+                        }
+                    }
+                    while let entry = try index.next() {
+                        switch entry {
+                        case .zeros(let n):
+                            zeros += n
+                        case .chunk(let digest):
+                            try flushZeros()
+                            try emit(RestoreItem.chunk(i, digest))
                             i += 1
                         }
                     }
+                    try flushZeros()
                 },
                 makeWorker: {
                     let codec = BlobCodec(chunkSize: chunkSize)
@@ -205,16 +218,15 @@ public final class Restore {
                     let at = Blob.directIOAlignment
                     let buffer = ByteBuffer(capacity: at + chunkSize)
                     return { (item: RestoreItem) throws -> RestoredChunk in
-                        let i: Int
+                        let i: Int, digest: Digest256
                         switch item {
                         case .zeros(let run):
                             // Every chunk of the run is whole but perhaps the image's last.
                             let length = (run.count - 1) * chunkSize + index.length(ofChunk: run.upperBound - 1)
                             return RestoredChunk(length: length, written: false)
-                        case .chunk(let n):
-                            i = n
+                        case .chunk(let n, let d):
+                            (i, digest) = (n, d)
                         }
-                        let digest = index.digests[i]
                         let length = index.length(ofChunk: i)
                         let bytes: UnsafeRawBufferPointer
                         do throws(DiskVaultError) {

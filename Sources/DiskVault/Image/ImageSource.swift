@@ -17,12 +17,35 @@ public final class ImageSource: @unchecked Sendable {
     public let size: UInt64?
     public let sectorSize = 512
     let file: FileDescriptor
+    /// The file opened (st_dev, st_ino), to tell at the end whether the path still names it.
+    let identity: (device: UInt64, inode: UInt64)?
 
-    init(path: String, kind: Kind, size: UInt64?, file: FileDescriptor) {
+    init(path: String, kind: Kind, size: UInt64?, file: FileDescriptor, identity: (device: UInt64, inode: UInt64)? = nil) {
         self.path = path
         self.kind = kind
         self.size = size
         self.file = file
+        self.identity = identity
+    }
+
+    static func changed(_ path: String, _ why: String) -> DiskVaultError {
+        DiskVaultError(.io, "image changed while it was read (\(why)); no recovery point was written", path: path)
+    }
+
+    /// Throws when the image is no longer what was read: its size differs from the size at the start, or its path
+    /// names another file (replaced or renamed over). A stream cannot be checked.
+    public func checkUnchanged() throws(DiskVaultError) {
+        guard let size, kind != .stream else { return }
+        let now = kind == .file ? try file.status().size : try file.blockDeviceSize()
+        guard now == size else { throw Self.changed(path, "\(size) bytes at the start, \(now) now") }
+        guard let identity else { return }
+        let current: (device: UInt64, inode: UInt64)
+        do {
+            current = try FileSystem.identity(of: path)
+        } catch where error.code == .notFound {
+            throw Self.changed(path, "the path is gone")
+        }
+        guard current == identity else { throw Self.changed(path, "the path names another file now") }
     }
 
     /// Opens `path`, or standard input for "-". The path is kept absolute: the manifest records it.
@@ -42,10 +65,10 @@ public final class ImageSource: @unchecked Sendable {
         let st = try file.status()
         if st.isRegular {
             file.adviseSequential()
-            return ImageSource(path: path, kind: .file, size: st.size, file: file)
+            return ImageSource(path: path, kind: .file, size: st.size, file: file, identity: (st.device, st.inode))
         }
         if st.isBlockDevice {
-            return ImageSource(path: path, kind: .blockDevice, size: try file.blockDeviceSize(), file: file)
+            return ImageSource(path: path, kind: .blockDevice, size: try file.blockDeviceSize(), file: file, identity: (st.device, st.inode))
         }
         if st.isDirectory {
             throw DiskVaultError(.unsupported, "is a directory, not a disk image", path: path)
@@ -59,7 +82,7 @@ public final class ImageSource: @unchecked Sendable {
     /// Which bytes of a range hold data: holes of a sparse file are left out, so they are never read.
     /// Kept apart from how bytes are read, so that a list of changed ranges can stand in for it later.
     func makeReadPlan() -> any ReadPlan {
-        kind == .file ? SparseReadPlan(file: file) : WholeReadPlan()
+        kind == .file ? SparseReadPlan(file: file, image: path, size: size ?? 0) : WholeReadPlan()
     }
 }
 
@@ -75,11 +98,18 @@ struct WholeReadPlan: ReadPlan {
 /// Finds data with SEEK_DATA/SEEK_HOLE, walking forward; two calls per extent of data.
 struct SparseReadPlan: ReadPlan {
     let file: FileDescriptor
+    let image: String
+    /// The size at the start: "no more data" below it is checked against the size now.
+    let size: UInt64
     /// The extent found last; `end..<end` (UInt64.max) once no data follows.
     private var extent: Range<UInt64>? = nil
     private var unsupported = false
 
-    init(file: FileDescriptor) { self.file = file }
+    init(file: FileDescriptor, image: String, size: UInt64) {
+        self.file = file
+        self.image = image
+        self.size = size
+    }
 
     mutating func dataRanges(in range: Range<UInt64>) throws(DiskVaultError) -> [Range<UInt64>] {
         if unsupported { return [range] }
@@ -101,6 +131,11 @@ struct SparseReadPlan: ReadPlan {
                 return [range]
             }
             guard let start = data else {
+                // SEEK_DATA says the same past the end of a file that shrank: that is not a hole.
+                if pos < size {
+                    let now = try file.status().size
+                    if now < size { throw ImageSource.changed(image, "\(size) bytes at the start, \(now) at byte \(pos)") }
+                }
                 extent = UInt64.max..<UInt64.max
                 break
             }

@@ -1,17 +1,37 @@
-/// The binary index of a recovery point:
+/// The binary index of a recovery point, in one of two versions.
+///
+/// Version 2 (written now): a run of zero chunks is one entry, so an empty 15 TiB disk's index is a few dozen
+/// bytes; image size and chunk count come last, so that a backup of a stream (whose size is known only at its
+/// end) writes and hashes its index in one pass.
+///
+///     0   8  magic "dvindex\0"
+///     8   4  version (2), little-endian
+///     12  4  chunk size
+///     16  …  entries of 32 bytes: a chunk's SHA-256, or a run of zero chunks (stored as nothing): 24 zero
+///            bytes, then the run's length (UInt64, ≥ 1); adjacent runs are always one entry
+///     end-16 8 image size in bytes
+///     end-8  8 chunk count (= image size / chunk size, rounded up)
+///
+/// Version 1 (older vaults, still read):
 ///
 ///     0   8  magic "dvindex\0"
 ///     8   4  version (1), little-endian
 ///     12  4  chunk size
 ///     16  8  image size in bytes
-///     24  8  chunk count (= image size / chunk size, rounded up)
-///     32  …  one 32-byte SHA-256 per chunk; all zero for a chunk of zeros (stored as nothing)
+///     24  8  chunk count
+///     32  …  one 32-byte SHA-256 per chunk; all zero for a chunk of zeros
 ///
-/// The SHA-256 of the whole index is the image's content digest.
+/// The SHA-256 of the whole index is the image's content digest. Indexes are read and written streaming
+/// (`ChunkIndexReader`, `ChunkIndexWriter`); this whole-index form is for small indexes (tests, the fuzzer).
 public struct ChunkIndex: Sendable, Equatable {
     public static let magic: [UInt8] = Array("dvindex".utf8) + [0]
     public static let version: UInt32 = 1
+    public static let currentVersion: UInt32 = 2
+    public static let readableVersions: ClosedRange<UInt32> = 1...2
+    /// Bytes besides the entries, in either version (v1: the header; v2: header and trailer).
     public static let headerSize = 32
+    /// The largest image an index may describe: keeps every offset and count far from overflow.
+    public static let maxImageSize: UInt64 = 1 << 60
 
     public var chunkSize: Int
     public var imageSize: UInt64
@@ -27,15 +47,28 @@ public struct ChunkIndex: Sendable, Equatable {
 
     /// Length of chunk `i`: the chunk size, or less for the last.
     public func length(ofChunk i: Int) -> Int {
+        Self.length(ofChunk: i, chunkSize: chunkSize, imageSize: imageSize)
+    }
+
+    static func length(ofChunk i: Int, chunkSize: Int, imageSize: UInt64) -> Int {
         let start = UInt64(i) * UInt64(chunkSize)
         return Int(min(UInt64(chunkSize), imageSize - start))
     }
 
+    /// Chunks of an image of `imageSize` bytes; the caller keeps `imageSize` below `maxImageSize`.
     public static func chunkCount(imageSize: UInt64, chunkSize: Int) -> Int {
         Int((imageSize + UInt64(chunkSize) - 1) / UInt64(chunkSize))
     }
 
-    public func encoded() -> [UInt8] {
+    /// The index in `version`'s form: 1 as older vaults hold it, 2 as backups write it now.
+    public func encoded(version: UInt32 = ChunkIndex.version) -> [UInt8] {
+        if version == Self.currentVersion {
+            let out = MemoryObjectWriter()
+            let writer = ChunkIndexWriter(chunkSize: chunkSize, output: out)
+            for d in digests { try? writer.append(d) }
+            _ = try? writer.finish(imageSize: imageSize)
+            return out.bytes
+        }
         var out: [UInt8] = []
         out.reserveCapacity(Self.headerSize + 32 * digests.count)
         out += Self.magic
@@ -47,30 +80,26 @@ public struct ChunkIndex: Sendable, Equatable {
         return out
     }
 
-    /// Parses an index, checking every header field against the bytes present; `source` names it in errors.
+    /// Parses a whole index of either version, checking every field against the bytes present; `source`
+    /// names it in errors.
     public static func decode(_ bytes: [UInt8], source: String) throws(DiskVaultError) -> ChunkIndex {
-        func bad(_ why: String) -> DiskVaultError { DiskVaultError(.corrupt, "index is damaged: \(why)", path: source) }
-        guard bytes.count >= headerSize else { throw bad("\(bytes.count) bytes, shorter than its header") }
-        guard bytes.prefix(8).elementsEqual(magic) else { throw bad("bad magic") }
-        return try bytes.withBytes { (b) throws(DiskVaultError) in
-            let version = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-            let chunkSize = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
-            let imageSize = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-            let count = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
-            guard version == Self.version else { throw bad("version \(version) is not known") }
-            guard Vault.isValidChunkSize(chunkSize) else { throw bad("chunk size \(chunkSize)") }
-            guard imageSize < 1 << 60, count == UInt64(chunkCount(imageSize: imageSize, chunkSize: chunkSize)) else {
-                throw bad("\(count) chunks cannot make an image of \(imageSize) bytes")
+        let reader = try ChunkIndexReader(MemoryObjectReader(bytes), source: source)
+        var digests: [Digest256] = []
+        while let entry = try reader.next() {
+            switch entry {
+            case .chunk(let d): digests.append(d)
+            case .zeros(let n): digests.append(contentsOf: repeatElement(.zero, count: n))
             }
-            guard UInt64(b.count - headerSize) == count * 32 else {
-                throw bad("holds \(b.count - headerSize) bytes of digests for \(count) chunks")
-            }
-            var digests: [Digest256] = []
-            digests.reserveCapacity(Int(count))
-            for i in 0..<Int(count) {
-                digests.append(Digest256(bytes: UnsafeRawBufferPointer(rebasing: b[(headerSize + 32 * i)...])))
-            }
-            return ChunkIndex(chunkSize: chunkSize, imageSize: imageSize, digests: digests)
         }
+        return ChunkIndex(chunkSize: reader.chunkSize, imageSize: reader.imageSize, digests: digests)
     }
+}
+
+/// Collects an object in memory (whole indexes for tests and the fuzzer).
+final class MemoryObjectWriter: ObjectWriter {
+    var bytes: [UInt8] = []
+    var count: UInt64 { UInt64(bytes.count) }
+    func append(_ b: UnsafeRawBufferPointer) { bytes.append(contentsOf: b) }
+    func commitIfAbsent(durable: Bool) -> Bool { true }
+    func abandon() {}
 }

@@ -37,11 +37,9 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// No manifest is larger: a bigger file is damaged, never read whole.
     public static let maxSize = 16 << 20
 
-    /// The largest image a point may describe (2^60 bytes): every size and offset derived from it fits an Int64.
-    public static let maxImageSize: UInt64 = 1 << 60
-
-    /// Checks every number a reader will compute with against the others and the vault's chunk size, before
-    /// any arithmetic or allocation: a crafted manifest is refused, naming the field, never trusted.
+    /// Checks a manifest as every reader of a point does before trusting it: its names are valid folder names,
+    /// its version is known, and every number adds up (`checkNumbers`), so a crafted manifest is refused,
+    /// naming the field.
     public func validate(vaultChunkSize: Int, file: String) throws(DiskVaultError) {
         func bad(_ field: String, _ why: String) -> DiskVaultError {
             DiskVaultError(.corrupt, "manifest is damaged: \(field) \(why)", path: file)
@@ -49,21 +47,9 @@ public struct Manifest: Codable, Sendable, Equatable {
         guard version == Manifest.currentVersion else { throw bad("version", "\(version) is not known") }
         guard DiskName.isValid(disk) else { throw bad("disk", "\"\(disk)\" is not a disk name") }
         guard PointID.isValid(id) else { throw bad("id", "\"\(id)\" is not a point id") }
-        guard chunkSize == vaultChunkSize else {
-            throw bad("chunkSize", "\(chunkSize) is not the vault's chunk size \(vaultChunkSize)")
-        }
-        guard source.size < Manifest.maxImageSize else { throw bad("source.size", "\(source.size) is too large") }
-        let expected = (source.size + UInt64(chunkSize) - 1) / UInt64(chunkSize)
-        guard chunkCount >= 0, UInt64(chunkCount) == expected else {
-            throw bad("chunkCount", "\(chunkCount) chunks cannot make an image of \(source.size) bytes")
-        }
-        guard indexDigest.utf8.count == 64, Digest256(hex: indexDigest) != nil else { throw bad("indexDigest", "is not a SHA-256") }
-        guard (1...65536).contains(source.sectorSize) else { throw bad("source.sectorSize", "\(source.sectorSize) is out of range") }
+        guard Digest256(hex: indexDigest) != nil else { throw bad("indexDigest", "is not a SHA-256") }
         if let sequence, sequence < 1 { throw bad("sequence", "\(sequence) is not positive") }
-        let s = stats
-        guard s.chunks >= 0, s.zeroChunks >= 0, s.newChunks >= 0, s.reusedChunks >= 0, s.compressedChunks >= 0,
-            s.seconds.isFinite, s.seconds >= 0
-        else { throw bad("stats", "holds a negative or non-finite count") }
+        try checkNumbers(vaultChunkSize: vaultChunkSize, path: file)
     }
 
     /// Parses a manifest; `source` names it in errors.

@@ -110,6 +110,14 @@ extension Vault {
     public func point(disk: String, id: String?) throws(DiskVaultError) -> RecoveryPoint {
         let scan = try scanPoints(disk: disk)
         if id == nil || id == "latest" {
+            // A damaged point named (ids begin with their time) after the newest sound one may be the real
+            // latest: restoring an older point instead would be a silent step back in time.
+            let newer = scan.damaged.filter { PointID.isValid($0.id) && $0.id > (scan.points.last?.id ?? "") }
+            if let bad = newer.last {
+                throw DiskVaultError(
+                    .corrupt, "the newest point of disk \(disk), \(bad.id), is damaged: \(bad.problem); name an older point with --point ID (diskvault points lists them)",
+                    path: location)
+            }
             guard let last = scan.points.last else {
                 throw DiskVaultError(.notFound, "disk \(disk) has no recovery points in vault", path: location)
             }
@@ -139,32 +147,51 @@ extension Vault {
         try storage.delete(dir)
     }
 
-    /// The point's index, checked against the digest its manifest recorded.
-    public func index(of point: RecoveryPoint) throws(DiskVaultError) -> ChunkIndex {
+    /// The point's index, opened for reading front to back. The manifest's numbers are range-checked first and
+    /// the index's header against them and the vault's chunk size; the digest the manifest recorded is checked
+    /// as the last entry is read, so a consumer trusts what it read only once the reader reached its end.
+    public func index(of point: RecoveryPoint) throws(DiskVaultError) -> ChunkIndexReader {
         let key = RecoveryPoint.indexKey(disk: point.disk, id: point.id)
-        let limit = ChunkIndex.headerSize + 32 * (point.manifest.chunkCount + 1)
-        let bytes: [UInt8]
+        let path = "\(location)/\(key)"
+        let manifestPath = "\(location)/\(RecoveryPoint.manifestKey(disk: point.disk, id: point.id))"
+        try point.manifest.checkNumbers(vaultChunkSize: config.chunkSize, path: manifestPath)
+        guard let expected = Digest256(hex: point.manifest.indexDigest) else {
+            throw DiskVaultError(.corrupt, "manifest of point \(point.id) is damaged: indexDigest is not a SHA-256", path: manifestPath)
+        }
+        let object: any ObjectReader
         do {
-            bytes = try storage.get(key, limit: limit)
+            object = try storage.makeReader(key)
         } catch where error.code == .notFound {
-            throw DiskVaultError(.corrupt, "index of point \(point.id) is missing", path: "\(location)/\(key)")
-        } catch where error.code == .corrupt {
-            throw DiskVaultError(.corrupt, "index of point \(point.id) is larger than its manifest allows", path: "\(location)/\(key)")
+            throw DiskVaultError(.corrupt, "index of point \(point.id) is missing", path: path)
         }
-        guard SHA256.digest(bytes).hex == point.manifest.indexDigest else {
-            throw DiskVaultError(.corrupt, "index of point \(point.id) does not match the digest in its manifest", path: "\(location)/\(key)")
+        // Both versions hold at most one 32-byte entry per chunk; chunkCount is below 2^44 once checked.
+        guard object.size <= UInt64(ChunkIndex.headerSize) + 32 * UInt64(point.manifest.chunkCount) else {
+            throw DiskVaultError(.corrupt, "index of point \(point.id) is larger than its manifest allows", path: path)
         }
-        let index = try ChunkIndex.decode(bytes, source: "\(location)/\(key)")
-        guard index.chunkSize == point.manifest.chunkSize, index.imageSize == point.manifest.source.size else {
-            throw DiskVaultError(.corrupt, "index of point \(point.id) disagrees with its manifest", path: "\(location)/\(key)")
+        let index = try ChunkIndexReader(object, source: path, what: "index of point \(point.id)", expectedDigest: expected)
+        guard index.chunkSize == config.chunkSize else {
+            throw DiskVaultError(.corrupt, "index of point \(point.id) is damaged: chunk size \(index.chunkSize) is not the vault's chunk size \(config.chunkSize) (vault.json)", path: path)
+        }
+        guard index.imageSize == point.manifest.source.size else {
+            throw DiskVaultError(.corrupt, "index of point \(point.id) disagrees with its manifest", path: path)
         }
         return index
+    }
+
+    /// Whether the point's index reads whole and matches its manifest: read once through, a buffer at a time.
+    public func indexChecksWhole(of point: RecoveryPoint) -> Bool {
+        do {
+            try index(of: point).finish()
+            return true
+        } catch {
+            return false
+        }
     }
 
     /// Commits a point: everything put so far is flushed, then the key backup and index, then the manifest,
     /// each durable.
     /// Until the manifest is in place the point does not exist.
-    func commit(_ manifest: Manifest, index: [UInt8], extras: [String: [UInt8]] = [:]) throws(DiskVaultError) {
+    func commit(_ manifest: Manifest, index: any ObjectWriter, extras: [String: [UInt8]] = [:]) throws(DiskVaultError) {
         try storage.barrier()
         // Other parts of the point (its sealed key backup) land before the manifest too.
         for (name, bytes) in extras.sorted(by: { $0.key < $1.key }) {
@@ -172,7 +199,7 @@ extension Vault {
                 throw DiskVaultError(.alreadyExists, "recovery point \(manifest.id) already exists", path: location)
             }
         }
-        guard try storage.putIfAbsent(RecoveryPoint.indexKey(disk: manifest.disk, id: manifest.id), index, durable: true),
+        guard try index.commitIfAbsent(durable: true),
             try storage.putIfAbsent(RecoveryPoint.manifestKey(disk: manifest.disk, id: manifest.id), try JSON.encode(manifest), durable: true)
         else {
             throw DiskVaultError(.alreadyExists, "recovery point \(manifest.id) already exists", path: location)

@@ -133,16 +133,16 @@ public final class Verify {
             if let problem = checkKeyBackup(point, keyVault: keyVault) {
                 report.problems.append(.init(kind: "point", chunk: nil, message: problem, points: [name]))
             }
-            let index: ChunkIndex
-            do {
-                index = try vault.index(of: point)
+            // Streamed: these maps grow with the distinct data chunks, not with the image size.
+            do throws(DiskVaultError) {
+                let index = try vault.index(of: point)
+                try index.forEachDataChunk { (i, digest) throws(DiskVaultError) in
+                    if lengths.updateValue(index.length(ofChunk: i), forKey: digest) == nil { users[digest] = [name] }
+                    else if users[digest]?.last != name { users[digest]?.append(name) }
+                }
             } catch {
                 report.problems.append(.init(kind: "point", chunk: nil, message: error.description, points: [name]))
                 continue
-            }
-            for (i, digest) in index.digests.enumerated() where !digest.isZero {
-                if lengths.updateValue(index.length(ofChunk: i), forKey: digest) == nil { users[digest] = [name] }
-                else if users[digest]?.last != name { users[digest]?.append(name) }
             }
         }
 
@@ -182,13 +182,17 @@ public final class Verify {
         } catch {
             throw DiskVaultError(.io, "verify failed: \(error)", path: vault.location)
         }
+        var found: [Digest256: String] = [:]
         for check in failures {
             let (digest, error) = (check.digest, check.failure!)
             // Anything that keeps a blob from being read back (a directory in its place, an I/O error) is damage.
+            found[digest] = error.code == .notFound ? "missing" : "damaged"
             report.problems.append(.init(
-                kind: error.code == .notFound ? "missing" : "damaged", chunk: digest.hex,
+                kind: found[digest]!, chunk: digest.hex,
                 message: error.description, points: users[digest] ?? []))
         }
+        // So that the next backup stores these chunks again rather than trust the indexes that name them.
+        try vault.recordDamagedChunks(found, checked: { lengths[$0] != nil })
         report.chunksChecked = work.count
         report.bytesChecked = total
         report.seconds = Date().timeIntervalSince(started)

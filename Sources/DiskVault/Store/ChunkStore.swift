@@ -111,14 +111,19 @@ public final class ChunkStore: Sendable {
         public var compressed: Bool
     }
 
-    /// Stores `chunk` under `digest` unless it is there; never rewrites an existing blob.
+    /// Stores `chunk` under `digest` unless it is there; never rewrites an existing blob — except with
+    /// `replacing`, for a chunk known missing or damaged, whose blob is then put over the bad one.
     /// `frame`, when given, is the buffer the chunk sits in at byte `Blob.headerSize` (see `BlobCodec.frameCapacity`):
     /// a raw blob is then written from it without a copy.
     public func store(
         _ chunk: UnsafeRawBufferPointer, digest: Digest256, mayCompress: Bool, codec: BlobCodec,
-        frame: UnsafeMutableRawBufferPointer? = nil
+        frame: UnsafeMutableRawBufferPointer? = nil, replacing: Bool = false
     ) throws(DiskVaultError) -> StoreOutcome {
         let (blob, padded, compressed) = codec.encode(chunk, mayCompress: mayCompress, frame: frame)
+        if replacing {
+            try storage.replaceBlob(key(digest), blob)
+            return StoreOutcome(written: true, blobBytes: blob.count, compressed: compressed)
+        }
         let written = try storage.putBlobIfAbsent(key(digest), padded: padded, length: blob.count)
         return StoreOutcome(written: written, blobBytes: blob.count, compressed: compressed)
     }

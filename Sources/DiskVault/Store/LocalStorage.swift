@@ -97,6 +97,54 @@ public final class LocalStorage: VaultStorage {
         }
     }
 
+    public func replaceBlob(_ key: String, _ blob: UnsafeRawBufferPointer) throws(DiskVaultError) {
+        let final = path(key)
+        let tmp = try createTemporary(for: key)
+        do throws(DiskVaultError) {
+            try tmp.file.writeAll([blob])
+            tmp.file.startWriteback()
+            try tmp.file.close()
+            try ensureParent(of: key)
+            // Over the damaged blob: a reader sees the old one or the new one, never a mix.
+            _ = try sys("rename", path: final, "cannot put in place") { rename(tmp.path, final) }
+        } catch {
+            unlink(tmp.path)
+            throw error
+        }
+    }
+
+    /// A new file under tmp/ named after `key`, created exclusively.
+    private func createTemporary(for key: String) throws(DiskVaultError) -> (file: FileDescriptor, path: String) {
+        let tmpDir = path("tmp")
+        let tmp = "\(tmpDir)/\(FileSystem.lastComponent(of: key)).\(randomHex(8))"
+        do {
+            return (try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: FileSystem.privateFileMode, doing: "cannot create"), tmp)
+        } catch where error.code == .notFound {
+            try FileSystem.makeDirectories(tmpDir)
+            return (try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: FileSystem.privateFileMode, doing: "cannot create"), tmp)
+        }
+    }
+
+    public func makeReader(_ key: String) throws(DiskVaultError) -> any ObjectReader {
+        let file = try FileDescriptor(path: path(key), flags: O_RDONLY, doing: "cannot open")
+        return LocalObjectReader(file: file, size: try file.status().size)
+    }
+
+    public func makeWriter(_ key: String) throws(DiskVaultError) -> any ObjectWriter {
+        let tmp = try createTemporary(for: key)
+        return LocalObjectWriter(storage: self, key: key, file: tmp.file, tmp: tmp.path)
+    }
+
+    /// Puts a finished temporary file in place under `key` unless the key exists.
+    fileprivate func place(_ tmp: String, as key: String, durable: Bool) throws(DiskVaultError) -> Bool {
+        try ensureParent(of: key)
+        let final = path(key)
+        let placed = try FileSystem.renameNoReplace(tmp, final)
+        if !placed { try FileSystem.remove(tmp) }
+        if placed && durable { try FileSystem.syncDirectory(FileSystem.parentDirectory(of: final)) }
+        return placed
+    }
+
     public func replace(_ key: String, _ bytes: [UInt8]) throws(DiskVaultError) {
         try ensureParent(of: key)
         try FileSystem.writeFileAtomically(path(key), bytes)
@@ -143,5 +191,64 @@ public final class LocalStorage: VaultStorage {
     public func barrier() throws(DiskVaultError) {
         let dir = try FileDescriptor(path: root, flags: O_RDONLY | O_DIRECTORY, doing: "cannot open vault")
         try dir.syncFileSystem()
+    }
+}
+
+final class LocalObjectReader: ObjectReader {
+    let file: FileDescriptor
+    let size: UInt64
+
+    init(file: FileDescriptor, size: UInt64) {
+        self.file = file
+        self.size = size
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(DiskVaultError) -> Int {
+        try file.read(into: buffer, at: offset)
+    }
+}
+
+/// A temporary file under tmp/, renamed into place without replacing when complete.
+final class LocalObjectWriter: ObjectWriter {
+    let storage: LocalStorage
+    let key: String
+    let file: FileDescriptor
+    let tmp: String
+    private(set) var count: UInt64 = 0
+    private var finished = false
+
+    init(storage: LocalStorage, key: String, file: FileDescriptor, tmp: String) {
+        self.storage = storage
+        self.key = key
+        self.file = file
+        self.tmp = tmp
+    }
+
+    // An abandoned or failed writer leaves no temporary file behind.
+    deinit { abandon() }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws(DiskVaultError) {
+        try file.writeAll([bytes])
+        count += UInt64(bytes.count)
+    }
+
+    func commitIfAbsent(durable: Bool) throws(DiskVaultError) -> Bool {
+        do throws(DiskVaultError) {
+            if durable { try file.sync() }
+            try file.close()
+            let placed = try storage.place(tmp, as: key, durable: durable)
+            finished = true
+            return placed
+        } catch {
+            abandon()
+            throw error
+        }
+    }
+
+    func abandon() {
+        guard !finished else { return }
+        finished = true
+        try? file.close()
+        unlink(tmp)
     }
 }

@@ -36,6 +36,17 @@ public protocol VaultStorage: VaultLocking {
     /// `putIfAbsent` of a chunk blob of `length` bytes at the start of `padded`, a 4 KiB-aligned buffer at least
     /// `length` rounded up to 4 KiB long, so that a backend may write it with direct I/O. Durable after `barrier()`.
     func putBlobIfAbsent(_ key: String, padded: UnsafeRawBufferPointer, length: Int) throws(DiskVaultError) -> Bool
+
+    /// Stores a chunk blob under `key` whether or not one is there: for a blob known to be damaged, which must
+    /// never count as present. The new blob is written whole first and then put over the old one atomically.
+    /// Durable after `barrier()`.
+    func replaceBlob(_ key: String, _ blob: UnsafeRawBufferPointer) throws(DiskVaultError)
+
+    /// Opens the object for reading a piece at a time. Throws `notFound` when it does not exist.
+    func makeReader(_ key: String) throws(DiskVaultError) -> any ObjectReader
+
+    /// A new object under `key`, written as it grows and put in place by `commitIfAbsent`.
+    func makeWriter(_ key: String) throws(DiskVaultError) -> any ObjectWriter
 }
 
 extension VaultStorage {

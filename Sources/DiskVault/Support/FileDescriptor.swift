@@ -15,7 +15,7 @@ public final class FileDescriptor: @unchecked Sendable {
     }
 
     /// Opens `path`. The corresponding C function is `open`.
-    public convenience init(path: String, flags: Int32, mode: UInt32 = 0o644, doing: String = "cannot open") throws(DiskVaultError) {
+    public convenience init(path: String, flags: Int32, mode: UInt32 = FileSystem.privateFileMode, doing: String = "cannot open") throws(DiskVaultError) {
         let fd = try sys("open", path: path, doing) { open(path, flags | O_CLOEXEC, mode) }
         self.init(adopting: fd, path: path)
     }
@@ -43,6 +43,9 @@ public final class FileDescriptor: @unchecked Sendable {
         public var size: UInt64
         public var mode: UInt32
         public var allocatedBytes: UInt64
+        /// Which file this is: st_dev and st_ino.
+        public var device: UInt64 = 0
+        public var inode: UInt64 = 0
         public var isRegular: Bool { mode & S_IFMT == S_IFREG }
         public var isBlockDevice: Bool { mode & S_IFMT == S_IFBLK }
         public var isDirectory: Bool { mode & S_IFMT == S_IFDIR }
@@ -52,7 +55,8 @@ public final class FileDescriptor: @unchecked Sendable {
     public func status() throws(DiskVaultError) -> Status {
         var st = stat()
         _ = try sys("fstat", path: path, "cannot stat") { fstat(fd, &st) }
-        return Status(size: UInt64(st.st_size), mode: st.st_mode, allocatedBytes: UInt64(st.st_blocks) * 512)
+        return Status(size: UInt64(st.st_size), mode: st.st_mode, allocatedBytes: UInt64(st.st_blocks) * 512,
+                      device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
     }
 
     /// Reads up to `count` bytes at `offset`, looping over short reads; fewer only at end of file.

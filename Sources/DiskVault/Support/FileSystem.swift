@@ -200,6 +200,13 @@ public enum FileSystem {
         return names
     }
 
+    /// Which file `path` names now (st_dev, st_ino), following symbolic links. The corresponding C function is `stat`.
+    public static func identity(of path: String) throws(DiskVaultError) -> (device: UInt64, inode: UInt64) {
+        var st = stat()
+        _ = try sys("stat", path: path, "cannot stat") { stat(path, &st) }
+        return (UInt64(st.st_dev), UInt64(st.st_ino))
+    }
+
     public static func size(_ path: String) -> UInt64? {
         var st = stat()
         return stat(path, &st) == 0 ? UInt64(st.st_size) : nil
