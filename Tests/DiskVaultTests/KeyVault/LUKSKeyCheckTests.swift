@@ -81,6 +81,24 @@ final class LUKSKeyCheckTests: XCTestCase {
         }
     }
 
+    // MARK: - testdata (in every clone)
+
+    /// testdata's LUKS1 and LUKS2 images open with their known passphrase in key slot 0, and a wrong one does
+    /// not; cryptsetup, when here, agrees.
+    func testTestDataPassphraseFitsAndAWrongOneDoesNot() throws {
+        let scratch = try Scratch(self)
+        for image in ["luks1.img", "luks2.img"] {
+            let path = try TestData.image(image)
+            XCTAssertEqual(try check(path, key: Array(TestData.passphrase.utf8)), .fits("key slot 0"), image)
+            guard case .doesNotFit = try check(path, key: Array((TestData.passphrase + "!").utf8)) else {
+                return XCTFail("\(image): a wrong passphrase fits")
+            }
+            guard (try? Tool.which("cryptsetup")) != nil else { continue }
+            try assertFits(path, passphrase: TestData.passphrase, slot: 0, scratch: scratch)
+            try assertDoesNotFit(path, passphrase: TestData.passphrase + "!", scratch: scratch)
+        }
+    }
+
     // MARK: - LUKS1
 
     func testQemuLUKS1PassphraseFitsAndAWrongOneDoesNot() throws {

@@ -89,6 +89,87 @@ final class DiskLayoutTests: XCTestCase {
         XCTAssertEqual(volumes(layout).count, 3, "the backup header still describes the disk")
     }
 
+    // MARK: testdata (in every clone)
+
+    /// `sfdisk --json` of `path`'s partitions: number (from the node's suffix), start and size in bytes, type,
+    /// and for GPT the unique GUID and name, lower-cased as inspect prints them. Nil when sfdisk is absent.
+    func sfdiskPartitions(_ path: String) throws -> (id: String, partitions: [[String: String]])? {
+        guard (try? Tool.which("sfdisk")) != nil else { return nil }
+        let json = try JSONSerialization.jsonObject(with: Data(try Tool.sh("sfdisk --json \(path)").utf8))
+        let table = try XCTUnwrap((json as? [String: Any])?["partitiontable"] as? [String: Any])
+        let partitions = (table["partitions"] as? [[String: Any]] ?? []).map { p -> [String: String] in
+            let node = p["node"] as? String ?? ""
+            var entry = [
+                "number": String(node.reversed().prefix { $0.isNumber }.reversed()),
+                "offset": "\((p["start"] as? Int ?? -1) * 512)", "size": "\((p["size"] as? Int ?? -1) * 512)",
+                "type": (p["type"] as? String ?? "").lowercased(),
+            ]
+            if let uuid = p["uuid"] as? String { entry["guid"] = uuid.lowercased() }
+            if let name = p["name"] as? String { entry["name"] = name }
+            return entry
+        }
+        return ((table["id"] as? String ?? "").lowercased(), partitions)
+    }
+
+    /// What inspect says of a volume, in sfdiskPartitions' terms (an MBR type as sfdisk prints it: "83", "7").
+    func described(_ volume: [String: Any]) -> [String: String] {
+        var entry = [
+            "number": "\(volume["number"] as? Int ?? -1)", "offset": "\(volume["offset"] as? Int ?? -1)",
+            "size": "\(volume["size"] as? Int ?? -1)",
+        ]
+        let type = volume["type"] as? String ?? ""
+        entry["type"] = type.hasPrefix("0x") ? String(UInt8(type.dropFirst(2), radix: 16) ?? 0, radix: 16) : type
+        if let guid = volume["guid"] as? String { entry["guid"] = guid }
+        if let name = volume["name"] as? String { entry["name"] = name }
+        return entry
+    }
+
+    /// testdata/mbr.img (sfdisk): two primary partitions, an extended one holding logical partitions 5 and 6.
+    func testTestDataMBRWithLogicalPartitions() throws {
+        let path = try TestData.image("mbr.img")
+        let layout = try inspect(path)
+        XCTAssertEqual(layout["partitionTable"] as? String, "mbr")
+        let vols = volumes(layout)
+        XCTAssertEqual(vols.map { $0["number"] as? Int }, [1, 2, 5, 6], "the extended partition is a container, not a volume")
+        XCTAssertEqual(vols.map { $0["offset"] as? Int }, [2048, 8192, 14336, 24576].map { $0 * 512 })
+        XCTAssertEqual(vols.map { $0["size"] as? Int }, [6144, 4096, 8192, 8192].map { $0 * 512 })
+        XCTAssertEqual(vols.map { $0["type"] as? String }, ["0x83", "0x82", "0x83", "0x07"])
+        XCTAssertEqual(vols.map { encryption($0)["format"] as? String }, Array(repeating: "none", count: 4))
+        XCTAssertEqual((layout["warnings"] as? [String]) ?? [], [])
+        // sfdisk reads the same table (and lists the extended partition, 3, which inspect does not).
+        if let sfdisk = try sfdiskPartitions(path) {
+            XCTAssertEqual(sfdisk.id, "0x0d15c0de")
+            XCTAssertEqual(sfdisk.partitions.filter { $0["type"] != "5" }, vols.map(described))
+        }
+    }
+
+    /// testdata/gpt.img (sgdisk): EFI, Linux file system and Linux LUKS partitions with fixed GUIDs and names.
+    func testTestDataGPT() throws {
+        let path = try TestData.image("gpt.img")
+        let layout = try inspect(path)
+        XCTAssertEqual(layout["partitionTable"] as? String, "gpt")
+        XCTAssertEqual(layout["diskGUID"] as? String, "5a0c4e1d-8e5b-4c1e-9d7a-3b2f6e4d1c00")
+        let vols = volumes(layout)
+        XCTAssertEqual(vols.map { $0["number"] as? Int }, [1, 2, 3])
+        XCTAssertEqual(vols.map { $0["name"] as? String }, ["EFI", "root", "secret"])
+        XCTAssertEqual(vols.map { $0["typeName"] as? String }, ["EFI System", "Linux filesystem", "Linux LUKS"])
+        XCTAssertEqual(vols.map { $0["guid"] as? String }, (1...3).map { "0d1d2c3b-4a59-4687-9504-a1b2c3d4e50\($0)" })
+        XCTAssertEqual(vols.map { $0["offset"] as? Int }, [2048, 10240, 22528].map { $0 * 512 })
+        XCTAssertEqual(vols.map { $0["size"] as? Int }, [8192, 12288, 10207].map { $0 * 512 })
+        XCTAssertEqual((layout["warnings"] as? [String]) ?? [], [])
+        if let sfdisk = try sfdiskPartitions(path) {
+            XCTAssertEqual(sfdisk.id, layout["diskGUID"] as? String)
+            XCTAssertEqual(sfdisk.partitions, vols.map(described))
+        }
+        // The backup header at the end of the disk describes it too.
+        let s = try Scratch(self)
+        let damaged = s.file("gpt.img")
+        try Tool.sh("cp \(path) \(damaged); printf 'XXXX' | dd of=\(damaged) bs=1 seek=$((512 + 40)) conv=notrunc status=none")
+        let fallback = try inspect(damaged)
+        XCTAssertEqual(volumes(fallback).map(described), vols.map(described))
+        XCTAssertTrue(((fallback["warnings"] as? [String]) ?? []).contains { $0.contains("primary GPT header is damaged") })
+    }
+
     /// An MBR disk whose logical partition (inside an extended one) holds a BitLocker volume made by Windows.
     func testMBRLogicalPartitionHoldingBitLocker() throws {
         try Tool.require("sfdisk")

@@ -9,9 +9,10 @@ final class LUKSHeaderTests: XCTestCase {
         return VolumeBytes(file: file, image: path, offset: 0, size: try file.status().size)
     }
 
-    /// `cryptsetup luksDump` as key → value lines (first occurrence), plus its whole text.
-    func luksDump(_ path: String) throws -> (fields: [String: String], text: String) {
-        let text = try Tool.sh("cryptsetup luksDump \(path)")
+    /// `cryptsetup luksDump` as key → value lines (first occurrence), plus its whole text; or the same of a
+    /// recorded dump `text`.
+    func luksDump(_ path: String, recorded: String? = nil) throws -> (fields: [String: String], text: String) {
+        let text = try recorded ?? Tool.sh("cryptsetup luksDump \(path)")
         var fields: [String: String] = [:]
         for line in text.split(separator: "\n") {
             guard let colon = line.firstIndex(of: ":") else { continue }
@@ -22,9 +23,9 @@ final class LUKSHeaderTests: XCTestCase {
         return (fields, text)
     }
 
-    func assertLUKS1MatchesLuksDump(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    func assertLUKS1MatchesLuksDump(_ path: String, recorded: String? = nil, file: StaticString = #filePath, line: UInt = #line) throws {
         let e = try XCTUnwrap(try LUKS1Header.read(try volume(path)), path, file: file, line: line)
-        let dump = try luksDump(path)
+        let dump = try luksDump(path, recorded: recorded)
         XCTAssertEqual(e.format, .luks1)
         XCTAssertEqual(e.cipher, "\(dump.fields["Cipher name"]!)-\(dump.fields["Cipher mode"]!)", path, file: file, line: line)
         XCTAssertEqual(e.hash, dump.fields["Hash spec"], path, file: file, line: line)
@@ -45,9 +46,11 @@ final class LUKSHeaderTests: XCTestCase {
         XCTAssertNil(try LUKS2Header.read(try volume(path)), "a LUKS1 header is not LUKS2")
     }
 
-    func assertLUKS2MatchesLuksDump(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws -> VolumeEncryption {
+    func assertLUKS2MatchesLuksDump(
+        _ path: String, recorded: String? = nil, file: StaticString = #filePath, line: UInt = #line
+    ) throws -> VolumeEncryption {
         let e = try XCTUnwrap(try LUKS2Header.read(try volume(path)), path, file: file, line: line)
-        let dump = try luksDump(path)
+        let dump = try luksDump(path, recorded: recorded)
         XCTAssertEqual(dump.fields["Version"], "2")
         XCTAssertEqual(e.format, .luks2)
         XCTAssertEqual(e.uuid, dump.fields["UUID"], file: file, line: line)
@@ -116,10 +119,58 @@ final class LUKSHeaderTests: XCTestCase {
         XCTAssertTrue(human.stdout.contains("luks1 aes-xts-plain64"), human.stdout)
     }
 
+    // MARK: testdata (in every clone)
+
+    /// The dump scripts/make-testdata recorded beside `image`; when cryptsetup is here, its dump of the unpacked
+    /// image must say the same (all but the first line, which names the file).
+    func recordedLuksDump(_ image: String, at path: String) throws -> String {
+        let recorded = try TestData.text("\(image.replacingOccurrences(of: ".img", with: "")).luksDump.txt")
+        if (try? Tool.which("cryptsetup")) != nil {
+            let live = try Tool.sh("cryptsetup luksDump \(path)")
+            XCTAssertEqual(live.split(separator: "\n").dropFirst(), recorded.split(separator: "\n").dropFirst(), image)
+        }
+        return recorded
+    }
+
+    func testTestDataLUKS1AgreesWithLuksDump() throws {
+        let path = try TestData.image("luks1.img")
+        try assertLUKS1MatchesLuksDump(path, recorded: try recordedLuksDump("luks1.img", at: path))
+        let e = try XCTUnwrap(try LUKS1Header.read(try volume(path)))
+        XCTAssertEqual(e.uuid, "1d5e7a2c-0b4f-4c3e-9a61-7e2f0c8b5d41")
+        XCTAssertEqual(e.cipher, "aes-xts-plain64")
+        XCTAssertEqual(e.keyBytes, 32)
+        XCTAssertEqual(e.payloadOffset, 2 << 20)
+        XCTAssertEqual(e.keyslots?.map(\.active), [true] + Array(repeating: false, count: 7))
+        XCTAssertEqual(e.keyslots?.first?.iterations, 1000)
+    }
+
+    func testTestDataLUKS2AgreesWithLuksDump() throws {
+        let path = try TestData.image("luks2.img")
+        let e = try assertLUKS2MatchesLuksDump(path, recorded: try recordedLuksDump("luks2.img", at: path))
+        XCTAssertEqual(e.uuid, "2d5e7a2c-0b4f-4c3e-9a61-7e2f0c8b5d42")
+        XCTAssertEqual(e.cipher, "aes-xts-plain64")
+        XCTAssertEqual(e.keyBytes, 32)
+        XCTAssertEqual(e.payloadOffset, 16 << 20)
+        XCTAssertEqual(e.sectorSize, 4096)
+        XCTAssertEqual(e.headerCopy, "primary")
+        XCTAssertEqual(e.keyslots?.map(\.id), [0])
+        XCTAssertEqual(e.keyslots?.first?.kdf, "pbkdf2")
+        XCTAssertEqual(e.keyslots?.first?.iterations, 1000)
+    }
+
+    /// A LUKS2 header cut off inside the primary JSON area, before the secondary header: both copies are named.
+    func testTestDataTruncatedLUKS2IsAClearError() throws {
+        let path = try TestData.image("luks2-truncated.img")
+        assertCorrupt(try LUKS2Header.read(try volume(path)), path: path, mentions: ["both copies", "truncated", "9000 of 16384"])
+        let r = try Tool.dv("inspect", path)
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssertTrue(r.stderr.contains("LUKS2 header is damaged") && r.stderr.contains(path), r.stderr)
+    }
+
     // MARK: hostile input
 
     func testTruncatedLUKS2HeadersAreRefusedClearly() throws {
-        let template = try Fixtures.directory("luks") + "/luks2_valid_hdr.img"
+        let template = try TestData.image("luks2.img")
         let good = try Array(Data(contentsOf: URL(fileURLWithPath: template)).prefix(40000))
         let s = try Scratch(self)
         let path = s.file("cut.img")
@@ -203,7 +254,7 @@ final class LUKSHeaderTests: XCTestCase {
     }
 
     func testDamagedLUKS2CopiesFallBackOrFailClearly() throws {
-        let template = try Fixtures.directory("luks") + "/luks2_valid_hdr.img"
+        let template = try TestData.image("luks2.img")
         let s = try Scratch(self)
         let path = s.file("damaged.img")
         // Primary checksum broken: the secondary is used, with a warning.
