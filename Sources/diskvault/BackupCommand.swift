@@ -49,17 +49,10 @@ struct BackupCommand: ParsableCommand {
         let vault = try vaultOptions.open()
         let source = try ImageSource.open(image)
         // One backup of a disk at a time; backups share the vault with each other, not with gc.
-        let manifest = try runJob(vault, kind: .backup, disk: disk, wait: lock.lockWait) { outcome in
-            let backup = Backup(vault: vault, source: source, options: options)
-            let manifest = try withProgress("backup \(disk)") { progress in
-                backup.observer = progress
-                return try backup.run()
-            }
-            outcome.bytes = manifest.source.size
-            outcome.point = manifest.id
-            for w in backup.warnings { Terminal.warning(w) }
-            outcome.warnings = backup.warnings + (manifest.layout?.warnings ?? []) + (manifest.keyBackupWaived == true ? ["backed up without its keys"] : [])
-            return manifest
+        let backup = Backup(vault: vault, source: source, options: options)
+        let manifest = try withProgress("backup \(disk)") { progress in
+            backup.observer = progress
+            return try backup.run(lock.control)
         }
         if output.json {
             printJSON(manifest)

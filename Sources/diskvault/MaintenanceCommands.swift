@@ -14,11 +14,7 @@ struct GCCommand: ParsableCommand {
 
     func run() throws {
         let vault = try vaultOptions.open()
-        let report = try runJob(vault, kind: .gc, disk: nil, wait: lock.lockWait) { outcome in
-            let report = try GarbageCollector.run(vault, dryRun: dryRun)
-            outcome.bytes = report.bytesFreed
-            return report
-        }
+        let report = try GarbageCollector.run(vault, dryRun: dryRun, control: lock.control)
         for w in report.warnings { Terminal.warning(w) }
         for p in report.damagedPoints { Terminal.warning("point \(p) is damaged; its chunks were kept (remove it with diskvault points forget)") }
         if !report.sweepSkipped.isEmpty {

@@ -87,10 +87,7 @@ struct PointsCommand: ParsableCommand {
         func run() throws {
             try DiskName.validate(disk)
             let vault = try vaultOptions.open()
-            try runJob(vault, kind: .forget, disk: disk, wait: lock.lockWait) { outcome in
-                outcome.point = point
-                try vault.removePoint(disk: disk, id: point)
-            }
+            try Prune.forget(vault, disk: disk, point: point, control: lock.control)
             if output.json { printJSON(Forgotten(disk: disk, point: point, forgotten: true)); return }
             print("forgot point \(point) of disk \(disk); diskvault gc frees the chunks no other point needs")
         }

@@ -131,10 +131,7 @@ struct PruneCommand: ParsableCommand {
     func run() throws {
         if let disk { try DiskName.validate(disk) }
         let vault = try vaultOptions.open()
-        let reports = try runJob(vault, kind: .prune, disk: disk, wait: lock.lockWait) { _ in
-            try Prune.run(vault, disk: disk, now: Clock.now(), dryRun: dryRun)
-        }
-        for w in reports.flatMap({ $0.warnings ?? [] }) { Terminal.warning(w) }
+        let reports = try Prune.run(vault, disk: disk, now: Clock.now(), dryRun: dryRun, control: lock.control)
         if output.json { printJSON(Listing(dryRun: dryRun, disks: reports)); return }
         for r in reports {
             print("disk \(r.disk) (policy \(r.policy)):")
@@ -155,7 +152,7 @@ struct RunDueCommand: ParsableCommand {
 
     func run() throws {
         let vault = try vaultOptions.open()
-        let runs = try RunDue.run(vault, now: Clock.now(), notice: { Terminal.warning($0) })
+        let runs = try RunDue.run(vault, now: Clock.now(), control: JobControl(notice: { Terminal.warning($0) }))
         if output.json {
             printJSON(runs)
         } else if runs.isEmpty {

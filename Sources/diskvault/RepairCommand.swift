@@ -19,14 +19,10 @@ struct RepairCommand: ParsableCommand {
         if let disk { try DiskName.validate(disk) }
         let vault = try vaultOptions.open()
         // Blobs are stored as a backup stores them: beside backups, never beside gc.
-        let report = try runJob(vault, kind: .repair, disk: disk, wait: lock.lockWait) { outcome in
-            let repair = Repair(vault: vault, options: RepairOptions(disk: disk))
-            let report = try withProgress("repair") { progress in
-                repair.observer = progress
-                return try repair.run()
-            }
-            outcome.warnings = report.stillDamaged.map { "chunk \($0) is still missing or damaged" }
-            return report
+        let repair = Repair(vault: vault, options: RepairOptions(disk: disk))
+        let report = try withProgress("repair") { progress in
+            repair.observer = progress
+            return try repair.run(lock.control)
         }
         if output.json {
             printJSON(report)

@@ -48,16 +48,10 @@ struct RestoreCommand: ParsableCommand {
         options.threads = try threads.count()
         options.keyVault = try keys.access()
         options.exportKey = exportKey
-        let result = try runJob(vault, kind: .restore, disk: disk, wait: lock.lockWait) { outcome in
-            let restore = Restore(vault: vault, options: options)
-            let result = try withProgress("restore \(disk)") { progress in
-                restore.observer = progress
-                return try restore.run()
-            }
-            outcome.bytes = result.size
-            outcome.point = result.point
-            outcome.warnings = result.warnings
-            return result
+        let restore = Restore(vault: vault, options: options)
+        let result = try withProgress("restore \(disk)") { progress in
+            restore.observer = progress
+            return try restore.run(lock.control)
         }
         for warning in result.warnings { Terminal.warning(warning) }
         if toStream {

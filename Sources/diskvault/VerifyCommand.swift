@@ -28,17 +28,11 @@ struct VerifyCommand: ParsableCommand {
         var options = VerifyOptions(disk: disk, point: point)
         options.threads = try threads.count()
         options.keyVault = try keys.access()
-        let report = try runJob(vault, kind: .verify, disk: disk, wait: lock.lockWait) { outcome in
-            let verify = Verify(vault: vault, options: options)
-            let report = try withProgress("verify") { progress in
-                verify.observer = progress
-                return try verify.run()
-            }
-            outcome.bytes = report.bytesChecked
-            outcome.warnings = report.problems.map(\.message)
-            return report
+        let verify = Verify(vault: vault, options: options)
+        let report = try withProgress("verify") { progress in
+            verify.observer = progress
+            return try verify.run(lock.control)
         }
-        for w in report.warnings { Terminal.warning(w) }
         if output.json {
             printJSON(report)
         } else {

@@ -55,7 +55,24 @@ public final class Backup {
         case chunk(Digest256, length: Int, readBytes: Int, stored: ChunkStore.StoreOutcome?)
     }
 
-    public func run() throws(DiskVaultError) -> Manifest {
+    /// Runs the backup as a recorded job under its disk's lock and the vault's shared lock.
+    public func run(_ control: JobControl = .init()) throws(DiskVaultError) -> Manifest {
+        try run(control, holding: [])
+    }
+
+    func run(_ control: JobControl, holding: [VaultLock.Kind]) throws(DiskVaultError) -> Manifest {
+        try Job.run(vault, kind: .backup, disk: options.disk, control: control, holding: holding) { (outcome) throws(DiskVaultError) in
+            let manifest = try runUnlocked()
+            for w in warnings { control.notice(w) }
+            outcome.bytes = manifest.source.size
+            outcome.point = manifest.id
+            outcome.warnings = warnings + (manifest.layout?.warnings ?? [])
+                + (manifest.keyBackupWaived == true ? ["backed up without its keys"] : [])
+            return manifest
+        }
+    }
+
+    private func runUnlocked() throws(DiskVaultError) -> Manifest {
         do {
             return try perform()
         } catch where error.code == .noSpace {

@@ -23,7 +23,17 @@ public enum GarbageCollector {
         public var warnings: [String] = []
     }
 
-    public static func run(_ vault: Vault, dryRun: Bool = false) throws(DiskVaultError) -> Report {
+    /// Runs gc as a recorded job holding the vault alone: no backup can write a blob it would miss.
+    public static func run(_ vault: Vault, dryRun: Bool = false, control: JobControl = .init()) throws(DiskVaultError) -> Report {
+        try Job.run(vault, kind: .gc, disk: nil, control: control) { (outcome) throws(DiskVaultError) in
+            let report = try collect(vault, dryRun: dryRun)
+            outcome.bytes = report.bytesFreed
+            outcome.warnings = report.warnings + report.sweepSkipped.map { "nothing swept: the chunks of \($0) cannot be known" }
+            return report
+        }
+    }
+
+    private static func collect(_ vault: Vault, dryRun: Bool) throws(DiskVaultError) -> Report {
         let started = Date()
         var report = Report(points: 0, referencedChunks: 0, blobsRemoved: 0, bytesFreed: 0, blobsKept: 0,
                             partialPointsRemoved: 0, temporaryFilesRemoved: 0, dryRun: dryRun, seconds: 0)

@@ -117,6 +117,18 @@ public final class Job {
 }
 
 /// What a job reports when it ends, beside its own result.
+/// How a job waits for the locks its kind needs, and who hears what is worth a warning (stale locks taken over,
+/// a job record that could not be written, damaged points skipped).
+public struct JobControl: Sendable {
+    public var lockWait: TimeInterval
+    public var notice: @Sendable (String) -> Void
+
+    public init(lockWait: TimeInterval = 0, notice: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.lockWait = lockWait
+        self.notice = notice
+    }
+}
+
 public struct JobOutcome: Sendable {
     public var bytes: UInt64? = nil
     public var point: String? = nil
@@ -131,13 +143,14 @@ extension Job {
     /// worth a warning: stale locks taken over, a record that could not be written.
     /// `holding` names locks the caller already holds for this job (run-due holds the disk while it decides).
     public static func run<T>(
-        _ vault: Vault, kind: JobKind, disk: String?, lockWait: TimeInterval, holding: [VaultLock.Kind] = [],
-        notice: (String) -> Void, _ body: (inout JobOutcome) throws -> T
-    ) throws -> T {
+        _ vault: Vault, kind: JobKind, disk: String?, control: JobControl, holding: [VaultLock.Kind] = [],
+        _ body: (inout JobOutcome) throws(DiskVaultError) -> T
+    ) throws(DiskVaultError) -> T {
+        let notice = control.notice
         var held: [VaultLock] = []
         defer { held.reversed().forEach { $0.release() } }
         for lockKind in kind.locks(disk: disk) where !holding.contains(lockKind) {
-            let lock = try VaultLock.acquire(lockKind, storage: vault.storage, purpose: kind.rawValue + (disk.map { " of disk \($0)" } ?? ""), wait: lockWait)
+            let lock = try VaultLock.acquire(lockKind, storage: vault.storage, purpose: kind.rawValue + (disk.map { " of disk \($0)" } ?? ""), wait: control.lockWait)
             for stale in lock.takenOver { notice("took over \(stale)") }
             for w in lock.warnings { notice(w) }
             held.append(lock)

@@ -104,7 +104,25 @@ public enum Prune {
         public var warnings: [String]?
     }
 
-    public static func run(_ vault: Vault, disk only: String?, now: Date, dryRun: Bool) throws(DiskVaultError) -> [DiskReport] {
+    /// Runs prune as a recorded job holding the vault alone.
+    public static func run(_ vault: Vault, disk only: String?, now: Date, dryRun: Bool, control: JobControl = .init()) throws(DiskVaultError) -> [DiskReport] {
+        try Job.run(vault, kind: .prune, disk: only, control: control) { (outcome) throws(DiskVaultError) in
+            let reports = try decide(vault, disk: only, now: now, dryRun: dryRun)
+            outcome.warnings = reports.flatMap { $0.warnings ?? [] }
+            for w in outcome.warnings { control.notice(w) }
+            return reports
+        }
+    }
+
+    /// Removes one point, damaged or not (`points forget`), as a recorded job holding the vault alone.
+    public static func forget(_ vault: Vault, disk: String, point: String, control: JobControl = .init()) throws(DiskVaultError) {
+        try Job.run(vault, kind: .forget, disk: disk, control: control) { (outcome) throws(DiskVaultError) in
+            outcome.point = point
+            try vault.removePoint(disk: disk, id: point)
+        }
+    }
+
+    private static func decide(_ vault: Vault, disk only: String?, now: Date, dryRun: Bool) throws(DiskVaultError) -> [DiskReport] {
         var reports: [DiskReport] = []
         let disks: [String]
         if let only { disks = [only] } else { disks = try vault.disks() }

@@ -90,7 +90,16 @@ public enum KeyRestore {
         public var alreadyPresent: [String]
     }
 
-    public static func run(vault: Vault, disk: String, point id: String?, access: KeyVaultAccess) throws(DiskVaultError) -> Result {
+    /// Runs as a recorded job under the vault's shared lock.
+    public static func run(vault: Vault, disk: String, point id: String?, access: KeyVaultAccess, control: JobControl = .init()) throws(DiskVaultError) -> Result {
+        try Job.run(vault, kind: .keysRestore, disk: disk, control: control) { (outcome) throws(DiskVaultError) in
+            let result = try restoreKeys(vault: vault, disk: disk, point: id, access: access)
+            outcome.point = result.point
+            return result
+        }
+    }
+
+    private static func restoreKeys(vault: Vault, disk: String, point id: String?, access: KeyVaultAccess) throws(DiskVaultError) -> Result {
         let point = try vault.point(disk: disk, id: id)
         let kv = try access.open()
         let contents = try KeyBackup.contents(of: point, vault: vault, kv: kv)

@@ -46,7 +46,16 @@ public final class Repair {
         self.options = options
     }
 
-    public func run() throws(DiskVaultError) -> RepairReport {
+    /// Runs the repair as a recorded job under the vault's shared lock: it stores blobs as a backup does.
+    public func run(_ control: JobControl = .init()) throws(DiskVaultError) -> RepairReport {
+        try Job.run(vault, kind: .repair, disk: options.disk, control: control) { (outcome) throws(DiskVaultError) in
+            let report = try runUnlocked()
+            outcome.warnings = report.stillDamaged.map { "chunk \($0) is still missing or damaged" }
+            return report
+        }
+    }
+
+    private func runUnlocked() throws(DiskVaultError) -> RepairReport {
         let started = Date()
         var report = RepairReport(vault: vault.location)
         var remaining = try vault.damagedChunks()

@@ -54,7 +54,18 @@ public final class Restore {
         self.options = options
     }
 
-    public func run() throws(DiskVaultError) -> RestoreResult {
+    /// Runs the restore as a recorded job under the vault's shared lock.
+    public func run(_ control: JobControl = .init()) throws(DiskVaultError) -> RestoreResult {
+        try Job.run(vault, kind: .restore, disk: options.disk, control: control) { (outcome) throws(DiskVaultError) in
+            let result = try runUnlocked()
+            outcome.bytes = result.size
+            outcome.point = result.point
+            outcome.warnings = result.warnings
+            return result
+        }
+    }
+
+    private func runUnlocked() throws(DiskVaultError) -> RestoreResult {
         let started = Date()
         let point = try vault.point(disk: options.disk, id: options.point)
         let index = try vault.index(of: point)

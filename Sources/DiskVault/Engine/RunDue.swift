@@ -15,7 +15,8 @@ public enum RunDue {
         public var error: String?
     }
 
-    public static func run(_ vault: Vault, now: Date, notice: (String) -> Void) throws(DiskVaultError) -> [Run] {
+    public static func run(_ vault: Vault, now: Date, control: JobControl = .init()) throws(DiskVaultError) -> [Run] {
+        let notice = control.notice
         var runs: [Run] = []
         for due in try Schedule.due(vault, now: now) {
             let d = due.disk
@@ -39,12 +40,8 @@ public enum RunDue {
                     runs.append(run)
                     continue
                 }
-                let manifest = try Job.run(vault, kind: .backup, disk: d.disk, lockWait: 0, holding: [.disk(d.disk)], notice: notice) { outcome in
-                    let m = try Backup(vault: vault, source: try ImageSource.open(d.source), options: options).run()
-                    outcome.bytes = m.source.size
-                    outcome.point = m.id
-                    return m
-                }
+                let backup = Backup(vault: vault, source: try ImageSource.open(d.source), options: options)
+                let manifest = try backup.run(JobControl(lockWait: 0, notice: control.notice), holding: [.disk(d.disk)])
                 run.point = manifest.id
             } catch let e as DiskVaultError where e.code == .locked {
                 run.outcome = .skipped

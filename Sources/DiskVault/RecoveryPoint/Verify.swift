@@ -92,7 +92,18 @@ public final class Verify {
         return nil
     }
 
-    public func run() throws(DiskVaultError) -> VerifyReport {
+    /// Runs the verify as a recorded job under the vault's shared lock.
+    public func run(_ control: JobControl = .init()) throws(DiskVaultError) -> VerifyReport {
+        try Job.run(vault, kind: .verify, disk: options.disk, control: control) { (outcome) throws(DiskVaultError) in
+            let report = try runUnlocked()
+            for w in report.warnings { control.notice(w) }
+            outcome.bytes = report.bytesChecked
+            outcome.warnings = report.problems.map(\.message)
+            return report
+        }
+    }
+
+    private func runUnlocked() throws(DiskVaultError) -> VerifyReport {
         let started = Date()
         var report = VerifyReport(vault: vault.location)
         var selected: [RecoveryPoint] = []
