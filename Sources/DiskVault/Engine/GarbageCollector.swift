@@ -63,8 +63,7 @@ public enum GarbageCollector {
                 report.partialPointsRemoved += 1
                 if !dryRun {
                     do {
-                        for name in try vault.storage.list(dir) { try vault.storage.delete("\(dir)/\(name)") }
-                        try vault.storage.delete(dir)
+                        try vault.removePointFolder(disk: disk, id: id)
                     } catch {
                         report.warnings.append("cannot remove the unfinished point \(disk)@\(id): \(error)")
                     }

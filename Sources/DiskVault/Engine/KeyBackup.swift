@@ -19,39 +19,6 @@ public struct KeyVaultAccess: Codable, Sendable, Equatable {
     }
 }
 
-/// What a recovery point of an encrypted disk records about its keys (never a key itself).
-public struct KeyBackupRecord: Codable, Sendable, Equatable {
-    public var keyVault: String
-    public var keyVaultID: String
-    public var principal: String
-    /// The sealed blob stored beside the index ("keys").
-    public var blob: String
-    public var volumes: [Volume]
-    /// SHA-256 of the sealed blob, so verify can prove it whole without the key vault (absent in points of
-    /// older builds).
-    public var blobDigest: String? = nil
-
-    public struct Volume: Codable, Sendable, Equatable {
-        public var number: Int
-        public var format: EncryptionFormat
-        /// The LUKS UUID, BitLocker startup-key GUID, or disk/number of a declared volume.
-        public var volumeID: String
-        public var secret: String
-        public var secretVersion: Int
-        public var wrappedBy: String?
-        public var keyVersion: Int?
-        /// Fits, or unchecked (e.g. an Argon2 key slot); a key that does not fit fails the backup.
-        public var check: KeyCheckStatus
-        public var checkDetail: String
-        /// SHA-256 of the volume's LUKS header and key-slot area when the key was checked: while it and the
-        /// secret version stay the same, the next point reuses the check instead of paying for PBKDF2 again.
-        public var headerDigest: String?
-        /// HMAC (under a key only the key vault holds) of the secret's stored value: a secret deleted and set
-        /// again with the same version number is not mistaken for the one checked before.
-        public var secretMAC: String?
-    }
-}
-
 /// The sealed contents of a point's "keys" blob: the secret versions and the KEKs that wrap them.
 struct KeyBackupContents: Codable {
     var keyVaultID: String

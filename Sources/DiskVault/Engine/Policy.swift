@@ -42,14 +42,7 @@ public struct BackupPolicy: Codable, Sendable, Equatable {
     /// `timeZone` as a `TimeZone`; the initializers have checked that the name is known.
     public var zone: TimeZone { TimeZone(identifier: timeZone) ?? TimeZone(identifier: "UTC")! }
 
-    static func validateName(_ name: String) throws(DiskVaultError) {
-        let ok = !name.isEmpty && name.utf8.count <= 128 && !name.hasPrefix(".") && name.utf8.allSatisfy {
-            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2d
-        }
-        guard ok else {
-            throw DiskVaultError(.usage, "invalid policy name \"\(name)\": use letters, digits, '.', '_' and '-' (not starting with '.'), at most 128")
-        }
-    }
+    static func validateName(_ name: String) throws(DiskVaultError) { try VaultName.validate(name, as: "policy") }
 
     // MARK: JSON
 

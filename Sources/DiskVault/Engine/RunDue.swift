@@ -18,7 +18,7 @@ public enum RunDue {
     public static func run(_ vault: Vault, now: Date, control: JobControl = .init()) throws(DiskVaultError) -> [Run] {
         let notice = control.notice
         var runs: [Run] = []
-        for due in try Schedule.due(vault, now: now) {
+        for due in try DueBackups.due(vault, now: now) {
             let d = due.disk
             var run = Run(disk: d.disk, slot: Timestamp.format(due.slot), outcome: .completed)
             do {
@@ -34,7 +34,7 @@ public enum RunDue {
                 defer { diskLock.release() }
                 for stale in diskLock.takenOver { notice("took over \(stale)") }
                 for w in diskLock.warnings { notice(w) }
-                guard try Schedule.due(vault, now: now).contains(where: { $0.disk.disk == d.disk }) else {
+                guard try DueBackups.due(vault, now: now).contains(where: { $0.disk.disk == d.disk }) else {
                     run.outcome = .skipped
                     run.error = "backed up by another run meanwhile"
                     runs.append(run)

@@ -143,6 +143,12 @@ extension Vault {
         }
         try storage.delete("\(dir)/manifest.json")
         try storage.barrier()
+        try removePointFolder(disk: disk, id: id)
+    }
+
+    /// Removes what is left of a point's folder once it has no manifest (or never had one).
+    func removePointFolder(disk: String, id: String) throws(DiskVaultError) {
+        let dir = "\(RecoveryPoint.prefix(disk: disk))/\(id)"
         for name in try storage.list(dir) { try storage.delete("\(dir)/\(name)") }
         try storage.delete(dir)
     }
