@@ -28,7 +28,7 @@ public struct BitLockerStartupKey: Sendable {
     /// The startup key in `bek`, the bytes of a .BEK file read from `source` (named in errors). Anything that is
     /// not a well-formed .BEK (truncated, another file, hostile sizes) is a `.corrupt` error saying what is wrong.
     public static func parse(_ bek: [UInt8], source: String) throws(DiskVaultError) -> BitLockerStartupKey {
-        let f = BitLockerDatumFields(ByteReader(bek, what: "BitLocker startup key file"), path: source)
+        let f = BitLockerFields(ByteReader(bek, what: "BitLocker startup key file"), path: source)
         guard bek.count >= headerSize else {
             throw f.corrupt("not a BitLocker startup key (.BEK) file: \(bek.count) bytes, "
                 + "shorter than the \(headerSize)-byte BEK header")
@@ -147,19 +147,13 @@ public enum BitLockerKeyCheck {
     }
 }
 
-/// FVE metadata value types used here (libbde's names).
-enum DatumType {
-    static let key: UInt16 = 0x0001
-    static let aesCCMEncryptedKey: UInt16 = 0x0005
-}
-
 /// One VMK entry of a volume's FVE metadata, with where its properties lie.
 struct VMKCandidate {
     var guid: String
     var protection: UInt16
     var kind: String { BitLockerHeader.protectionKind(protection) }
     /// The metadata block copy's bytes, and the VMK entry's properties within them.
-    var block: BitLockerDatumFields
+    var block: BitLockerFields
     var properties: Range<Int>
 
     /// The VMK wrapped under this protector's key: its top-level AES-CCM encrypted key property. (A startup-key
@@ -189,125 +183,11 @@ struct BitLockerWrappedVMK {
     var ciphertext: [UInt8]
 
     /// The VMK entries of the volume's first valid FVE metadata block (the copy `BitLockerHeader.read` uses),
-    /// or nil when the volume carries no BitLocker signature. `BitLockerMetadata` validates the copy (signature,
-    /// version, CRC-32, sizes); its entries are then walked again here for what it does not keep.
+    /// or nil when the volume carries no BitLocker signature.
     static func read(_ volume: VolumeBytes) throws(DiskVaultError) -> [VMKCandidate]? {
-        let boot = BitLockerFields(try volume.read(0, 512, what: "BitLocker volume header"), volume)
-        guard let header = try BitLockerVolumeHeader(boot) else { return nil }
-        var offsets = header.metadataOffsets
-        var damaged: [String] = []
-        var copy = 0
-        while copy < offsets.count {
-            do throws(DiskVaultError) {
-                let metadata = try BitLockerMetadata(volume, copy: copy, at: offsets[copy], header: header)
-                if header.isVista && offsets.count == 1 { offsets += metadata.metadataOffsets.dropFirst() }
-                return try vmkEntries(volume, copy: copy, at: offsets[copy], header: header)
-            } catch {
-                damaged.append(error.message)
-            }
-            copy += 1
+        guard let metadata = try BitLockerMetadata.read(volume)?.first else { return nil }
+        return metadata.vmks.map {
+            VMKCandidate(guid: $0.guid, protection: $0.protection, block: metadata.block, properties: $0.properties)
         }
-        let reasons = damaged.isEmpty ? "" : ": " + damaged.joined(separator: "; ")
-        throw volume.corrupt("BitLocker volume has no valid FVE metadata block\(reasons)")
-    }
-
-    static func vmkEntries(_ volume: VolumeBytes, copy: Int, at offset: UInt64,
-                           header: BitLockerVolumeHeader) throws(DiskVaultError) -> [VMKCandidate] {
-        let name = "FVE metadata block \(copy + 1) at offset \(offset)"
-        let area = header.isVista ? BitLockerHeader.vistaMetadataArea : BitLockerHeader.metadataArea
-        let f = BitLockerDatumFields(try volume.read(offset, area, what: name), path: volume.image)
-        let metadataSize = Int(try f.u32(64, "metadata size"))
-        let headerSize = Int(try f.u32(72, "metadata header size"))
-        let start = BitLockerHeader.blockHeaderSize + headerSize
-        let end = BitLockerHeader.blockHeaderSize + metadataSize
-        guard start <= end, end <= f.count else {
-            throw volume.corrupt("\(name): entries \(start)..<\(end) do not fit the \(f.count)-byte block")
-        }
-        var vmks: [VMKCandidate] = []
-        for entry in try f.datums(from: start, to: end, "\(name) entries")
-        where entry.entryType == BitLockerMetadata.EntryType.vmk.rawValue {
-            guard entry.dataSize >= VMKEntry.headerSize else {
-                throw volume.corrupt("\(name): VMK entry at byte \(entry.offset) has size \(entry.size), "
-                    + "too small for a VMK")
-            }
-            let guid = try f.guid(entry.data, "VMK key identifier")
-            let protection = try f.u16(entry.data + 26, "VMK protection type")
-            vmks.append(VMKCandidate(guid: guid, protection: protection, block: f,
-                                     properties: entry.data + VMKEntry.headerSize ..< entry.end))
-        }
-        return vmks
-    }
-}
-
-/// Bounds-checked reads of FVE metadata entries ("datums") in a .BEK file or a metadata block, whose failures
-/// are already `.corrupt` errors naming the file, so the parsers need no closures.
-struct BitLockerDatumFields {
-    let bytes: ByteReader
-    let path: String
-
-    init(_ bytes: ByteReader, path: String) {
-        self.bytes = bytes
-        self.path = path
-    }
-
-    var count: Int { bytes.count }
-
-    func corrupt(_ message: String) -> DiskVaultError { DiskVaultError(.corrupt, message, path: path) }
-
-    func u16(_ offset: Int, _ field: String) throws(DiskVaultError) -> UInt16 {
-        do throws(ByteReader.OutOfBounds) { return try bytes.u16le(offset, field) } catch {
-            throw corrupt(error.description)
-        }
-    }
-
-    func u32(_ offset: Int, _ field: String) throws(DiskVaultError) -> UInt32 {
-        do throws(ByteReader.OutOfBounds) { return try bytes.u32le(offset, field) } catch {
-            throw corrupt(error.description)
-        }
-    }
-
-    func guid(_ offset: Int, _ field: String) throws(DiskVaultError) -> String {
-        do throws(ByteReader.OutOfBounds) { return try bytes.guid(offset, field) } catch {
-            throw corrupt(error.description)
-        }
-    }
-
-    func slice(_ offset: Int, _ length: Int, _ field: String) throws(DiskVaultError) -> ArraySlice<UInt8> {
-        do throws(ByteReader.OutOfBounds) { return try bytes.slice(offset, length, field) } catch {
-            throw corrupt(error.description)
-        }
-    }
-
-    /// One entry's header and where its data lies.
-    struct Datum {
-        var offset: Int
-        var size: Int
-        var entryType: UInt16
-        var valueType: UInt16
-        var data: Int { offset + 8 }
-        var dataSize: Int { size - 8 }
-        var end: Int { offset + size }
-    }
-
-    /// The entries laid end to end in `start..<end`. An entry of size 0 ends them (zero padding), as does a tail
-    /// shorter than an entry header; an entry smaller than its header or running past `end` is an error.
-    func datums(from start: Int, to end: Int, _ what: String) throws(DiskVaultError) -> [Datum] {
-        guard start >= 0, start <= end, end <= count else {
-            throw corrupt("\(bytes.what): \(what) at \(start)..<\(end) lie outside its \(count) bytes")
-        }
-        var result: [Datum] = []
-        var at = start
-        // Each entry advances by at least its 8-byte header, so this ends.
-        while end - at >= 8 {
-            let size = Int(try u16(at, "\(what): entry size at \(at)"))
-            if size == 0 { break }
-            guard size >= 8, size <= end - at else {
-                throw corrupt("\(bytes.what): \(what): entry at byte \(at) has size \(size), outside 8...\(end - at)")
-            }
-            result.append(Datum(offset: at, size: size, entryType: try u16(at + 2, "\(what): entry type at \(at)"),
-                                valueType: try u16(at + 4, "\(what): value type at \(at)")))
-            at += size
-        }
-        return result
     }
 }
