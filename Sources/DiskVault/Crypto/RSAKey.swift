@@ -10,12 +10,15 @@ public final class RSAKey {
 
     /// A new key of `bits` (2048 or 3072). The corresponding C function is `EVP_PKEY_keygen`.
     public static func generate(bits: Int) -> RSAKey {
-        guard let ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_RSA, nil) else { fatalError("EVP_PKEY_CTX_new_id failed") }
-        defer { EVP_PKEY_CTX_free(ctx) }
-        var pkey: OpaquePointer? = nil
-        guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, Int32(bits)) == 1,
-            EVP_PKEY_keygen(ctx, &pkey) == 1, let pkey
-        else { fatalError("RSA key generation failed") }
+        guard let context = PKeyContext(algorithm: EVP_PKEY_RSA) else { fatalError("EVP_PKEY_CTX_new_id failed") }
+        let pkey = context.withPointer { (ctx) -> OpaquePointer? in
+            var pkey: OpaquePointer? = nil
+            guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, Int32(bits)) == 1,
+                EVP_PKEY_keygen(ctx, &pkey) == 1
+            else { return nil }
+            return pkey
+        }
+        guard let pkey else { fatalError("RSA key generation failed") }
         return RSAKey(pkey: pkey)
     }
 
@@ -31,11 +34,7 @@ public final class RSAKey {
         guard text.contains("PRIVATE KEY-----") else {
             throw DiskVaultError(.corrupt, "not a PEM private key (expected -----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)", path: source)
         }
-        let key: OpaquePointer? = pem.withUnsafeBytes { raw in
-            guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return nil }
-            defer { BIO_free(bio) }
-            return PEM_read_bio_PrivateKey(bio, nil, nil, nil)
-        }
+        let key = MemoryBIO(copying: pem).withPointer { PEM_read_bio_PrivateKey($0, nil, nil, nil) }
         guard let key else { throw DiskVaultError(.corrupt, "cannot read the PEM private key (damaged, or protected by a passphrase)", path: source) }
         let rsa = RSAKey(pkey: key)
         guard EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA else {
@@ -51,13 +50,10 @@ public final class RSAKey {
 
     /// PKCS#8 PEM of the private key. The corresponding C function is `PEM_write_bio_PrivateKey`.
     public func privatePEM() -> [UInt8] {
-        guard let bio = BIO_new(BIO_s_mem()) else { fatalError("BIO_new failed") }
-        defer { BIO_free(bio) }
-        guard PEM_write_bio_PrivateKey(bio, pkey, nil, nil, 0, nil, nil) == 1 else { fatalError("PEM_write_bio_PrivateKey failed") }
-        var data: UnsafeMutablePointer<CChar>? = nil
-        let n = BIO_ctrl(bio, BIO_CTRL_INFO, 0, &data)
-        guard n > 0, let data else { return [] }
-        return Array(UnsafeRawBufferPointer(start: data, count: n))
+        let bio = MemoryBIO()
+        let written = bio.withPointer { PEM_write_bio_PrivateKey($0, pkey, nil, nil, 0, nil, nil) }
+        guard written == 1 else { fatalError("PEM_write_bio_PrivateKey failed") }
+        return bio.contents
     }
 
     /// RSA-OAEP with SHA-256. The corresponding C function is `EVP_PKEY_encrypt`.
@@ -67,19 +63,24 @@ public final class RSAKey {
     public func unwrap(_ ciphertext: [UInt8]) -> [UInt8]? { oaep(encrypt: false, ciphertext) }
 
     private func oaep(encrypt: Bool, _ input: [UInt8]) -> [UInt8]? {
-        guard let ctx = EVP_PKEY_CTX_new(pkey, nil) else { return nil }
-        defer { EVP_PKEY_CTX_free(ctx) }
-        guard (encrypt ? EVP_PKEY_encrypt_init(ctx) : EVP_PKEY_decrypt_init(ctx)) == 1,
-            EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1,
-            EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha256()) == 1,
-            EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) == 1
-        else { return nil }
-        var length = 0
-        let sized = encrypt ? EVP_PKEY_encrypt(ctx, nil, &length, input, input.count) : EVP_PKEY_decrypt(ctx, nil, &length, input, input.count)
-        guard sized == 1 else { return nil }
-        var out = [UInt8](repeating: 0, count: length)
-        let done = encrypt ? EVP_PKEY_encrypt(ctx, &out, &length, input, input.count) : EVP_PKEY_decrypt(ctx, &out, &length, input, input.count)
-        guard done == 1 else { return nil }
-        return Array(out[..<length])
+        guard let context = PKeyContext(key: pkey) else { return nil }
+        return context.withPointer { (ctx) -> [UInt8]? in
+            guard (encrypt ? EVP_PKEY_encrypt_init(ctx) : EVP_PKEY_decrypt_init(ctx)) == 1,
+                EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1,
+                EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha256()) == 1,
+                EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) == 1
+            else { return nil }
+            var length = 0
+            let sized = encrypt
+                ? EVP_PKEY_encrypt(ctx, nil, &length, input, input.count)
+                : EVP_PKEY_decrypt(ctx, nil, &length, input, input.count)
+            guard sized == 1 else { return nil }
+            var out = [UInt8](repeating: 0, count: length)
+            let done = encrypt
+                ? EVP_PKEY_encrypt(ctx, &out, &length, input, input.count)
+                : EVP_PKEY_decrypt(ctx, &out, &length, input, input.count)
+            guard done == 1 else { return nil }
+            return Array(out[..<length])
+        }
     }
 }

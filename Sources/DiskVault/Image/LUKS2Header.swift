@@ -29,48 +29,22 @@ public enum LUKS2Header {
 
     /// The parsed header, or nil when neither copy's magic is present.
     public static func read(_ volume: VolumeBytes) throws(DiskVaultError) -> VolumeEncryption? {
-        let first = try volume.read(0, 8, what: "LUKS2 header")
-        let primaryPresent = first.hasPrefix(primaryMagic) && (try? first.u16be(6, "version")) == 2
-        var problems: [String] = []
-        var primary: Copy? = nil
-        if primaryPresent {
-            switch try readCopy(volume, at: 0, magic: primaryMagic) {
-            case .success(let c): primary = c
-            case .failure(let p): problems.append("primary header: \(p.reason)")
-            }
-        }
-        // The secondary follows the primary; if the primary is unusable, look at every allowed offset.
-        var secondary: Copy? = nil
-        let candidates = primary.map { [$0.size] } ?? secondaryOffsets
-        for offset in candidates where offset < volume.size {
-            let probe = try volume.read(offset, 8, what: "LUKS2 secondary header")
-            guard probe.hasPrefix(secondaryMagic) else { continue }
-            switch try readCopy(volume, at: offset, magic: secondaryMagic) {
-            case .success(let c): secondary = c
-            case .failure(let p): problems.append("secondary header at \(offset): \(p.reason)")
-            }
-            break
-        }
-        if !primaryPresent && secondary == nil { return nil }
-        let chosen: Copy
-        var warnings: [String] = []
-        var copyName = "primary"
-        switch (primary, secondary) {
-        case (let p?, let s?):
-            chosen = s.seqid > p.seqid ? s : p
-            if s.seqid != p.seqid {
-                copyName = s.seqid > p.seqid ? "secondary" : "primary"
-                warnings.append("LUKS2 header copies differ (seqid \(p.seqid) and \(s.seqid)); using the \(copyName) (newer)")
-            }
-        case (let p?, nil):
-            chosen = p
-            warnings.append("LUKS2 secondary header is damaged or missing" + (problems.isEmpty ? "" : " (\(problems.joined(separator: "; ")))"))
-        case (nil, let s?):
-            chosen = s
-            copyName = "secondary"
-            warnings.append("LUKS2 primary header is damaged (\(problems.joined(separator: "; "))); using the secondary at \(s.offset)")
-        case (nil, nil):
+        let copies = try LUKS2HeaderCopies.read(volume)
+        if !copies.primaryPresent && copies.secondary == nil { return nil }
+        let problems = copies.problems
+        guard let (chosen, copyName) = copies.chosen else {
             throw volume.corrupt("LUKS2 header is damaged in both copies: \(problems.joined(separator: "; "))")
+        }
+        var warnings: [String] = []
+        switch (copies.primary, copies.secondary) {
+        case (let p?, let s?) where s.seqid != p.seqid:
+            warnings.append("LUKS2 header copies differ (seqid \(p.seqid) and \(s.seqid)); using the \(copyName) (newer)")
+        case (_?, nil):
+            warnings.append("LUKS2 secondary header is damaged or missing" + (problems.isEmpty ? "" : " (\(problems.joined(separator: "; ")))"))
+        case (nil, _?):
+            warnings.append("LUKS2 primary header is damaged (\(problems.joined(separator: "; "))); using the secondary at \(chosen.offset)")
+        default:
+            break
         }
         var e = try describe(chosen, volume: volume)
         e.headerCopy = copyName

@@ -218,34 +218,14 @@ public enum LUKSKeyCheck {
 
     // MARK: - LUKS2
 
-    /// The JSON of the header copy cryptsetup would use: of the valid copies, the one with the higher seqid.
+    /// The JSON of the header copy cryptsetup would use.
     static func luks2JSON(_ volume: VolumeBytes) throws(DiskVaultError) -> [String: Any] {
-        var problems: [String] = []
-        var primary: LUKS2Header.Copy? = nil
-        let first = try volume.read(0, 8, what: "LUKS2 header")
-        if first.hasPrefix(LUKS2Header.primaryMagic) {
-            switch try LUKS2Header.readCopy(volume, at: 0, magic: LUKS2Header.primaryMagic) {
-            case .success(let c): primary = c
-            case .failure(let p): problems.append("primary header: \(p.reason)")
-            }
-        }
-        var secondary: LUKS2Header.Copy? = nil
-        for offset in primary.map({ [$0.size] }) ?? LUKS2Header.secondaryOffsets where offset < volume.size {
-            let probe = try volume.read(offset, 8, what: "LUKS2 secondary header")
-            guard probe.hasPrefix(LUKS2Header.secondaryMagic) else { continue }
-            switch try LUKS2Header.readCopy(volume, at: offset, magic: LUKS2Header.secondaryMagic) {
-            case .success(let c): secondary = c
-            case .failure(let p): problems.append("secondary header at \(offset): \(p.reason)")
-            }
-            break
-        }
-        switch (primary, secondary) {
-        case (let p?, let s?): return s.seqid > p.seqid ? s.json : p.json
-        case (let p?, nil): return p.json
-        case (nil, let s?): return s.json
-        case (nil, nil):
+        let copies = try LUKS2HeaderCopies.read(volume)
+        guard let (chosen, _) = copies.chosen else {
+            let problems = copies.problems
             throw volume.corrupt("LUKS2 header: no valid copy" + (problems.isEmpty ? "" : " (\(problems.joined(separator: "; ")))"))
         }
+        return chosen.json
     }
 
     static func checkLUKS2(key: [UInt8], volume: VolumeBytes) throws(DiskVaultError) -> KeyCheckResult {
