@@ -77,8 +77,8 @@ public final class Restore {
             guard !options.replace else { throw DiskVaultError(.usage, "--replace does not apply to --target - (standard output)") }
             // What is streamed cannot be taken back: the index must check whole before the first byte goes out.
             try index.finish()
-            let out = try sys("dup", path: "standard output", "cannot use") { dup(1) }
-            try stream(try vault.index(of: point), to: FileDescriptor(adopting: out, path: "standard output"), result: &result)
+            let out = try FileDescriptor.duplicate(1, path: "standard output")
+            try stream(try vault.index(of: point), to: out, result: &result)
             if let exportKey = options.exportKey, let kv = keys {
                 result.exportedKeys = try exportKeys(point, kv: kv, to: exportKey)
             }
@@ -105,13 +105,13 @@ public final class Restore {
             try file.close()
             if options.replace {
                 try RestoreTarget.checkStillReplaceable(target)
-                _ = try sys("rename", path: target, "cannot rename restored disk into place") { rename(tmp, target) }
+                try FileSystem.rename(tmp, target, doing: "cannot rename restored disk into place")
             } else if try !FileSystem.renameNoReplace(tmp, target) {
                 throw DiskVaultError(.alreadyExists, "target appeared during the restore; nothing was replaced", path: target)
             }
             try FileSystem.syncDirectory(directory)
         } catch {
-            unlink(tmp)
+            try? FileSystem.remove(tmp)
             throw error
         }
         result.attachFiles = try Reattach.write(

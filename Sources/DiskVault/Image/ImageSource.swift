@@ -51,7 +51,7 @@ public final class ImageSource: @unchecked Sendable {
     /// Opens `path`, or standard input for "-". The path is kept absolute: the manifest records it.
     public static func open(_ given: String) throws(DiskVaultError) -> ImageSource {
         if given == "-" {
-            return ImageSource(path: "-", kind: .stream, size: nil, file: FileDescriptor(adopting: dup(0), path: "standard input"))
+            return ImageSource(path: "-", kind: .stream, size: nil, file: try FileDescriptor.duplicate(0, path: "standard input"))
         }
         let path = FileSystem.absolutePath(given)
         let file: FileDescriptor

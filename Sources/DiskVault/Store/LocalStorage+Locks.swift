@@ -27,7 +27,7 @@ extension LocalStorage {
         }
         guard try file.tryLock(exclusive: mode == .exclusive) else { return nil }
         guard let record else { return LocalLock(file: file, recordPath: nil, recordKey: nil, problem: nil) }
-        let key = "\(VaultLock.folder)/\(name)@\(getpid())-\(randomHex(6)).json"
+        let key = "\(VaultLock.folder)/\(name)@\(ProcessLiveness.currentID)-\(randomHex(6)).json"
         do throws(DiskVaultError) {
             // Written in place, not through a temporary file: a record cut short by a crash reads as unreadable and
             // is cleaned up like a dead holder's, and nothing else is ever left behind.

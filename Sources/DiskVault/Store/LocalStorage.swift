@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import Synchronization
-internal import CLinux
 
 /// The vault as a directory on a local file system. New objects are written under tmp/ and renamed into place
 /// without replacing, so a reader never sees a partial object and an existing object is never rewritten.
@@ -49,7 +48,7 @@ public final class LocalStorage: VaultStorage {
             if placed && durable { try FileSystem.syncDirectory(FileSystem.parentDirectory(of: final)) }
             return placed
         } catch {
-            unlink(tmp)
+            try? FileSystem.remove(tmp)
             throw error
         }
     }
@@ -66,23 +65,26 @@ public final class LocalStorage: VaultStorage {
         }
         let tmpDir = path("tmp")
         let tmp = "\(tmpDir)/\(FileSystem.lastComponent(of: key)).\(randomHex(8))"
-        let flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | dv_o_direct()
-        var fd = open(tmp, flags, FileSystem.privateFileMode)
-        if fd < 0 && errno == ENOENT {
-            try FileSystem.makeDirectories(tmpDir)
-            fd = open(tmp, flags, FileSystem.privateFileMode)
-        }
-        if fd < 0 {
-            let e = errno
-            unlink(tmp)
-            guard e == EINVAL || e == EOPNOTSUPP else {
-                throw DiskVaultError.system("open", e, path: tmp, doing: "cannot create")
+        let flags = O_WRONLY | O_CREAT | O_EXCL
+        var opened: FileDescriptor?
+        do {
+            do {
+                opened = try FileDescriptor.openDirect(path: tmp, flags: flags, doing: "cannot create")
+            } catch where error.code == .notFound {
+                try FileSystem.makeDirectories(tmpDir)
+                opened = try FileDescriptor.openDirect(path: tmp, flags: flags, doing: "cannot create")
             }
+        } catch {
+            try? FileSystem.remove(tmp)
+            throw error
+        }
+        guard let file = opened else {
+            // Some file systems create the file before refusing O_DIRECT.
+            try? FileSystem.remove(tmp)
             directIO.withLock { $0 = false }
             return try putIfAbsent(key, [UnsafeRawBufferPointer(rebasing: padded[..<length])], durable: false)
         }
         directIO.withLock { $0 = true }
-        let file = FileDescriptor(adopting: fd, path: tmp)
         do throws(DiskVaultError) {
             try file.write(UnsafeRawBufferPointer(rebasing: padded[..<rounded]), at: 0)
             try file.truncate(to: UInt64(length))
@@ -92,7 +94,7 @@ public final class LocalStorage: VaultStorage {
             if !placed { try FileSystem.remove(tmp) }
             return placed
         } catch {
-            unlink(tmp)
+            try? FileSystem.remove(tmp)
             throw error
         }
     }
@@ -106,9 +108,9 @@ public final class LocalStorage: VaultStorage {
             try tmp.file.close()
             try ensureParent(of: key)
             // Over the damaged blob: a reader sees the old one or the new one, never a mix.
-            _ = try sys("rename", path: final, "cannot put in place") { rename(tmp.path, final) }
+            try FileSystem.rename(tmp.path, final)
         } catch {
-            unlink(tmp.path)
+            try? FileSystem.remove(tmp.path)
             throw error
         }
     }
@@ -168,12 +170,7 @@ public final class LocalStorage: VaultStorage {
     }
 
     public func head(_ key: String) throws(DiskVaultError) -> UInt64? {
-        var st = stat()
-        switch retryingEINTR({ stat(path(key), &st) }) {
-        case .success: return UInt64(st.st_size)
-        case .failure(ENOENT), .failure(ENOTDIR): return nil
-        case .failure(let e): throw DiskVaultError.system("stat", e, path: path(key), doing: "cannot stat")
-        }
+        try FileSystem.sizeIfExists(path(key))
     }
 
     public func list(_ prefix: String) throws(DiskVaultError) -> [String] {
@@ -249,6 +246,6 @@ final class LocalObjectWriter: ObjectWriter {
         guard !finished else { return }
         finished = true
         try? file.close()
-        unlink(tmp)
+        try? FileSystem.remove(tmp)
     }
 }

@@ -79,56 +79,52 @@ public final class Vault: Sendable {
     /// Opens the vault at `location` (a directory). Refuses a missing vault, something that is not a vault,
     /// and a format version this build does not know.
     public static func open(_ location: String) throws(DiskVaultError) -> Vault {
-        let storage = try storageFor(location)
+        try open(storage: try storageFor(location))
+    }
+
+    /// Opens the vault `storage` holds, on any backend.
+    public static func open(storage: any VaultStorage) throws(DiskVaultError) -> Vault {
         let bytes: [UInt8]
         do {
             bytes = try storage.get("vault.json", limit: 1 << 20)
         } catch where error.code == .notFound {
-            if FileSystem.isDirectory(location) {
-                throw DiskVaultError(.notAVault, "not a diskvault vault (no vault.json)", path: location)
+            if try storage.containerExists() {
+                throw DiskVaultError(.notAVault, "not a diskvault vault (no vault.json)", path: storage.location)
             }
-            throw DiskVaultError(.notFound, "vault does not exist", path: location)
+            throw DiskVaultError(.notFound, "vault does not exist", path: storage.location)
         }
-        let config = try VaultConfig.decode(bytes, source: "\(location)/vault.json")
+        let config = try VaultConfig.decode(bytes, source: "\(storage.location)/vault.json")
         return Vault(storage: storage, config: config)
     }
-
-    /// What `create` makes before vault.json, which an init killed part-way may leave for the next to take over.
-    static let skeleton = InitDirectory(directories: ["chunks", "disks", "tmp", "locks"], scratch: ["tmp"])
 
     /// Creates a new, empty vault. Refuses a location that already holds a vault or other files; takes over
     /// one that holds only what an interrupted `create` left (vault.json is written last, see `InitDirectory`).
     @discardableResult
     public static func create(_ location: String, chunkSize: Int = defaultChunkSize, now: Date = Date()) throws(DiskVaultError) -> Vault {
-        guard isValidChunkSize(chunkSize) else {
-            throw DiskVaultError(.usage, "chunk size must be a power of two from 64 KiB to 16 MiB, not \(chunkSize)")
-        }
-        let storage = try storageFor(location)
-        if FileSystem.exists(location) {
-            guard FileSystem.isDirectory(location) else {
-                throw DiskVaultError(.alreadyExists, "exists and is not a directory", path: location)
-            }
-            if FileSystem.exists("\(location)/vault.json") {
-                throw DiskVaultError(.alreadyExists, "a vault already exists here", path: location)
-            }
-            guard let leftovers = try skeleton.leftovers(in: location) else {
-                throw DiskVaultError(.alreadyExists, "directory is not empty; a vault needs a new or empty directory", path: location)
-            }
-            for path in leftovers { try FileSystem.remove(path) }
-        }
-        try FileSystem.makeDirectories(location)
-        for dir in skeleton.directories.sorted() { try FileSystem.makeDirectories("\(location)/\(dir)") }
-        try FileSystem.syncDirectory(location)
+        try checkChunkSize(chunkSize)
+        return try create(storage: try storageFor(location), chunkSize: chunkSize, now: now)
+    }
+
+    /// Creates a new, empty vault in `storage`: its container readied by the backend, then vault.json put last.
+    @discardableResult
+    public static func create(storage: any VaultStorage, chunkSize: Int = defaultChunkSize, now: Date = Date()) throws(DiskVaultError) -> Vault {
+        try checkChunkSize(chunkSize)
+        try storage.prepareNewVault()
         let config = VaultConfig(
             format: VaultConfig.formatName, version: VaultConfig.currentVersion, id: randomHex(16),
             created: Timestamp.format(now), chunkSize: chunkSize, hash: "sha256", compression: "zlib",
             encryption: .init(scheme: "none"), chunkPrefixDigits: 0)
-        let bytes = try JSON.encode(config)
         // Last, durable, and never over another init's that got here first.
-        guard try bytes.withBytes({ (b) throws(DiskVaultError) in try storage.putIfAbsent("vault.json", [b], durable: true) }) else {
-            throw DiskVaultError(.alreadyExists, "a vault was created here meanwhile", path: location)
+        guard try storage.putIfAbsent("vault.json", try JSON.encode(config), durable: true) else {
+            throw DiskVaultError(.alreadyExists, "a vault was created here meanwhile", path: storage.location)
         }
         return Vault(storage: storage, config: config)
+    }
+
+    static func checkChunkSize(_ chunkSize: Int) throws(DiskVaultError) {
+        guard isValidChunkSize(chunkSize) else {
+            throw DiskVaultError(.usage, "chunk size must be a power of two from 64 KiB to 16 MiB, not \(chunkSize)")
+        }
     }
 
     static func isValidChunkSize(_ n: Int) -> Bool {

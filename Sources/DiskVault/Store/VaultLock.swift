@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 
 /// Who holds a lock: enough to tell a live holder from a dead one, and to name it in messages.
@@ -16,28 +13,17 @@ public struct LockHolder: Codable, Sendable, Equatable, CustomStringConvertible 
     public var mode: LockMode?
 
     public static func current(purpose: String, mode: LockMode? = nil) -> LockHolder {
-        LockHolder(pid: getpid(), startTicks: processStartTicks(getpid()) ?? 0, host: ProcessInfo.processInfo.hostName,
+        LockHolder(pid: ProcessLiveness.currentID, startTicks: ProcessLiveness.startTicks(of: ProcessLiveness.currentID) ?? 0, host: ProcessInfo.processInfo.hostName,
                    purpose: purpose, since: Timestamp.format(Date()), mode: mode)
     }
 
     /// False only when the holder is known to be gone: same host, and no process with that pid and start time.
     public var isAlive: Bool {
         guard host == ProcessInfo.processInfo.hostName else { return true }
-        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
-        guard startTicks != 0, let now = processStartTicks(pid) else { return true }
-        return now == startTicks
+        return ProcessLiveness.isRunning(pid, startTicks: startTicks)
     }
 
     public var description: String { "\(purpose) (pid \(pid) on \(host), since \(since))" }
-}
-
-func processStartTicks(_ pid: Int32) -> UInt64? {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-        let close = text.lastIndex(of: ")")
-    else { return nil }
-    // Fields after "comm)": state is field 3, starttime field 22.
-    let fields = text[text.index(after: close)...].split(separator: " ")
-    return fields.count > 19 ? UInt64(fields[19]) : nil
 }
 
 /// The locks of a vault. Backups and restores share the vault with each other; gc, prune and vault changes hold

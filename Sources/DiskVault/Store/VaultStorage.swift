@@ -5,6 +5,15 @@ public protocol VaultStorage: VaultLocking {
     /// Where the vault lives, for messages.
     var location: String { get }
 
+    /// Readies the container of a new vault (a directory: made, with its folders; an object store: nothing to
+    /// make) before vault.json is put, last. Refuses one that holds a vault or anything else worth keeping; takes
+    /// over one that holds only what an interrupted create left.
+    func prepareNewVault() throws(DiskVaultError)
+
+    /// Whether the vault's container is there at all, so that a missing vault and something that is not a
+    /// vault are told apart.
+    func containerExists() throws(DiskVaultError) -> Bool
+
     /// Stores `parts` (concatenated) under `key` unless the key exists; returns false when it did.
     /// An object appears whole or not at all. With `durable`, it is on stable storage when this returns;
     /// otherwise only after the next `barrier()`.

@@ -24,10 +24,26 @@ public final class FileDescriptor: @unchecked Sendable {
         if !closed { _ = Glibc.close(fd) }
     }
 
-    /// `path` opened again for writing with O_DIRECT, or nil where the file system does not take direct I/O.
+    /// Opens `path` with O_DIRECT added to `flags`, or nil when the file system refuses direct I/O (EINVAL,
+    /// EOPNOTSUPP: tmpfs, some FUSE mounts). Every other failure throws. The corresponding C function is `open`.
+    public static func openDirect(path: String, flags: Int32, mode: UInt32 = FileSystem.privateFileMode, doing: String = "cannot open") throws(DiskVaultError) -> FileDescriptor? {
+        switch retryingEINTR({ open(path, flags | O_CLOEXEC | dv_o_direct(), mode) }) {
+        case .success(let fd): return FileDescriptor(adopting: fd, path: path)
+        case .failure(let e) where e == EINVAL || e == EOPNOTSUPP: return nil
+        case .failure(let e): throw DiskVaultError.system("open", e, path: path, doing: doing)
+        }
+    }
+
+    /// `path` opened again for writing with O_DIRECT, or nil where the file system does not take direct I/O
+    /// (or the file cannot be opened again: the caller then writes through its buffered descriptor).
     public static func openDirect(_ path: String) -> FileDescriptor? {
-        let fd = Glibc.open(path, O_WRONLY | O_CLOEXEC | dv_o_direct())
-        return fd < 0 ? nil : FileDescriptor(adopting: fd, path: path)
+        (try? openDirect(path: path, flags: O_WRONLY)) ?? nil
+    }
+
+    /// A new descriptor for the open file `fd` (standard input or output), owned by the result.
+    /// The corresponding C function is `dup`.
+    public static func duplicate(_ fd: Int32, path: String) throws(DiskVaultError) -> FileDescriptor {
+        FileDescriptor(adopting: try sys("dup", path: path, "cannot use") { dup(fd) }, path: path)
     }
 
     /// Closes now, reporting a failure (a deferred write error can surface here).

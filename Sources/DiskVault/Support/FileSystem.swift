@@ -127,7 +127,7 @@ public enum FileSystem {
             try file.sync()
             try file.close()
             if replacing {
-                _ = try sys("rename", path: path, "cannot rename into place") { rename(tmp, path) }
+                try rename(tmp, path, doing: "cannot rename into place")
             } else if try !renameNoReplace(tmp, path) {
                 unlink(tmp)
                 return false
@@ -165,6 +165,11 @@ public enum FileSystem {
             }
         case .failure(let e): throw DiskVaultError.system("renameat2", e, path: to, doing: "cannot put in place")
         }
+    }
+
+    /// Renames `from` over `to`, replacing what is there atomically. The corresponding C function is `rename`.
+    public static func rename(_ from: String, _ to: String, doing: String = "cannot put in place") throws(DiskVaultError) {
+        _ = try sys("rename", path: to, doing) { Glibc.rename(from, to) }
     }
 
     public static func remove(_ path: String) throws(DiskVaultError) {
@@ -205,6 +210,17 @@ public enum FileSystem {
         var st = stat()
         _ = try sys("stat", path: path, "cannot stat") { stat(path, &st) }
         return (UInt64(st.st_dev), UInt64(st.st_ino))
+    }
+
+    /// The size of what `path` names (following symbolic links), or nil when nothing is there (ENOENT, or a
+    /// parent that is a file: ENOTDIR); any other failure throws. The corresponding C function is `stat`.
+    public static func sizeIfExists(_ path: String) throws(DiskVaultError) -> UInt64? {
+        var st = stat()
+        switch retryingEINTR({ stat(path, &st) }) {
+        case .success: return UInt64(st.st_size)
+        case .failure(ENOENT), .failure(ENOTDIR): return nil
+        case .failure(let e): throw DiskVaultError.system("stat", e, path: path, doing: "cannot stat")
+        }
     }
 
     public static func size(_ path: String) -> UInt64? {
