@@ -61,7 +61,7 @@ struct BackupCommand: ParsableCommand {
         let s = manifest.stats
         print("""
             recovery point \(manifest.id) of disk \(manifest.disk)
-              source   \(manifest.source.path) (\(manifest.source.kind), \(ByteCount.format(manifest.source.size)))
+              source   \(manifest.source.path) (\(manifest.source.kind.rawValue), \(ByteCount.format(manifest.source.size)))
               read     \(ByteCount.format(s.readBytes)) in \(seconds(s.seconds)) (\(rate(manifest.source.size, s.seconds))), holes skipped \(ByteCount.format(s.holeBytes))
               chunks   \(s.chunks): \(s.newChunks) new, \(s.reusedChunks) already in the vault, \(s.zeroChunks) zero
               stored   \(ByteCount.format(s.storedBytes)) for \(ByteCount.format(s.newBytes)) of new data (\(s.compressedChunks) chunks compressed)

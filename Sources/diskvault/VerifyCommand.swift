@@ -38,7 +38,7 @@ struct VerifyCommand: ParsableCommand {
         } else {
             for problem in report.problems {
                 let who = problem.points.joined(separator: ", ")
-                print("\(problem.kind.uppercased()): \(problem.message)\n  needed by: \(who)")
+                print("\(problem.kind.rawValue.uppercased()): \(problem.message)\n  needed by: \(who)")
             }
             print("checked \(report.points.count) points, \(report.chunksChecked) chunks, \(ByteCount.format(report.bytesChecked)) in \(seconds(report.seconds)): \(report.ok ? "ok" : "\(report.problems.count) problems")")
         }

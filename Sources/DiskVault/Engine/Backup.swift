@@ -252,7 +252,7 @@ public final class Backup {
             retainUntil: options.retainUntil.map(Timestamp.format),
             trigger: options.trigger,
             policy: options.policy,
-            source: .init(path: source.path, kind: source.kind.rawValue, size: imageSize, sectorSize: source.sectorSize),
+            source: .init(path: source.path, kind: source.kind, size: imageSize, sectorSize: source.sectorSize),
             layout: layout,
             layoutChanges: layoutChanges(layout, previous: previous),
             keyBackup: keyBackup?.0,

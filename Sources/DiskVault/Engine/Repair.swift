@@ -104,7 +104,7 @@ public final class Repair {
     func sources(of disk: String) throws(DiskVaultError) -> [String] {
         var out: [String] = []
         if let protected = try vault.protection(of: disk) { out.append(protected.source) }
-        for point in try vault.points(disk: disk).reversed() where point.manifest.source.kind != ImageSource.Kind.stream.rawValue {
+        for point in try vault.points(disk: disk).reversed() where point.manifest.source.kind != .stream {
             out.append(point.manifest.source.path)
         }
         var seen = Set<String>()

@@ -43,9 +43,9 @@ public enum RunDue {
                 let backup = Backup(vault: vault, source: try ImageSource.open(d.source), options: options)
                 let manifest = try backup.run(JobControl(lockWait: 0, notice: control.notice), holding: [.disk(d.disk)])
                 run.point = manifest.id
-            } catch let e as DiskVaultError where e.code == .locked {
+            } catch where error.code == .locked {
                 run.outcome = .skipped
-                run.error = e.description
+                run.error = error.description
             } catch {
                 run.outcome = .failed
                 run.error = "\(error)"

@@ -14,9 +14,13 @@ public struct VerifyOptions: Sendable {
 }
 
 public struct VerifyReport: Encodable, Sendable {
+    /// What is wrong: a chunk missing or damaged, or a point (manifest, index, key backup) that cannot be used.
+    public enum ProblemKind: String, Codable, Sendable {
+        case missing, damaged, point
+    }
+
     public struct Problem: Codable, Sendable, Equatable {
-        /// "missing" or "damaged" for a chunk; "point" for a manifest or index that cannot be used.
-        public var kind: String
+        public var kind: ProblemKind
         public var chunk: String?
         public var message: String
         /// Points (disk@id) that need this chunk, or the point that is damaged.
@@ -125,7 +129,7 @@ public final class Verify {
             selected += scan.points
             for bad in scan.damaged {
                 report.problems.append(.init(
-                    kind: "point", chunk: nil, message: "point \(bad.id) of disk \(bad.disk) is damaged: \(bad.problem) (remove it with diskvault points forget)",
+                    kind: .point, chunk: nil, message: "point \(bad.id) of disk \(bad.disk) is damaged: \(bad.problem) (remove it with diskvault points forget)",
                     points: ["\(bad.disk)@\(bad.id)"]))
             }
             for p in scan.fromTheFuture {
@@ -142,7 +146,7 @@ public final class Verify {
             report.points.append(name)
             // An encrypted disk's point is only as good as its key backup.
             if let problem = checkKeyBackup(point, keyVault: keyVault) {
-                report.problems.append(.init(kind: "point", chunk: nil, message: problem, points: [name]))
+                report.problems.append(.init(kind: .point, chunk: nil, message: problem, points: [name]))
             }
             // Streamed: these maps grow with the distinct data chunks, not with the image size.
             do throws(DiskVaultError) {
@@ -152,7 +156,7 @@ public final class Verify {
                     else if users[digest]?.last != name { users[digest]?.append(name) }
                 }
             } catch {
-                report.problems.append(.init(kind: "point", chunk: nil, message: error.description, points: [name]))
+                report.problems.append(.init(kind: .point, chunk: nil, message: error.description, points: [name]))
                 continue
             }
         }
@@ -193,11 +197,11 @@ public final class Verify {
         } catch {
             throw DiskVaultError(.io, "verify failed: \(error)", path: vault.location)
         }
-        var found: [Digest256: String] = [:]
+        var found: [Digest256: VerifyReport.ProblemKind] = [:]
         for check in failures {
             let (digest, error) = (check.digest, check.failure!)
             // Anything that keeps a blob from being read back (a directory in its place, an I/O error) is damage.
-            found[digest] = error.code == .notFound ? "missing" : "damaged"
+            found[digest] = error.code == .notFound ? .missing : .damaged
             report.problems.append(.init(
                 kind: found[digest]!, chunk: digest.hex,
                 message: error.description, points: users[digest] ?? []))

@@ -5,7 +5,7 @@ import Glibc
 /// A raw disk image opened for backup: a regular file, a block device, or a stream (standard input).
 /// Every read of a source goes through here, so that later locking of a live VM's image has one place to go.
 public final class ImageSource: @unchecked Sendable {
-    public enum Kind: String, Sendable {
+    public enum Kind: String, Codable, Sendable {
         case file
         case blockDevice = "block-device"
         case stream

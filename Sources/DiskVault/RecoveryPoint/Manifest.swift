@@ -63,8 +63,7 @@ public struct Manifest: Codable, Sendable, Equatable {
 
     public struct Source: Codable, Sendable, Equatable {
         public var path: String
-        /// "file", "block-device" or "stream".
-        public var kind: String
+        public var kind: ImageSource.Kind
         public var size: UInt64
         public var sectorSize: Int
     }

@@ -7,7 +7,7 @@ public struct DamagedChunks: Codable, Sendable, Equatable {
     public struct Entry: Codable, Sendable, Equatable {
         public var digest: String
         /// "missing" or "damaged", as verify found it.
-        public var kind: String
+        public var kind: VerifyReport.ProblemKind
         public var found: String
     }
 
@@ -42,7 +42,7 @@ extension Vault {
 
     /// Records what a verify found: `found` (digest → "missing" | "damaged") is added, and every other digest in
     /// `checked` (chunks it read and found sound) leaves the record.
-    func recordDamagedChunks(_ found: [Digest256: String], checked: (Digest256) -> Bool, now: Date = Date()) throws(DiskVaultError) {
+    func recordDamagedChunks(_ found: [Digest256: VerifyReport.ProblemKind], checked: (Digest256) -> Bool, now: Date = Date()) throws(DiskVaultError) {
         let old = try damagedChunkRecord()
         var record = DamagedChunks()
         for entry in old.chunks {

@@ -116,7 +116,7 @@ final class LibraryJobTests: XCTestCase {
         try storage.delete(vault.chunks.key(lost))
         let damaged = try verify(vault)
         XCTAssertFalse(damaged.ok)
-        XCTAssertEqual(damaged.problems.map(\.kind), ["missing"])
+        XCTAssertEqual(damaged.problems.map(\.kind), [.missing])
         XCTAssertEqual(damaged.problems.first?.chunk, lost.hex)
         XCTAssertEqual(damaged.problems.first?.points, ["web@\(second.id)"])
 
