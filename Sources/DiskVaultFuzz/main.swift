@@ -39,6 +39,12 @@ func feedVaultFormat(_ bytes: UnsafeRawBufferPointer) {
         }
     default:
         do {
+            // As every reader of the vault does: streamed, zero runs skipped without a loop per chunk.
+            let reader = try ChunkIndexReader(MemoryObjectReader(Array(bytes)), source: "fuzz-input")
+            var chunks = 0
+            try reader.forEachDataChunk { (i, _) in chunks = i + 1 }
+            precondition(chunks <= reader.count, "no data chunk beyond the index's count")
+            guard reader.count <= 1 << 16 else { return }
             let index = try ChunkIndex.decode(Array(bytes), source: "fuzz-input")
             let v = bytes.count >= 12 ? bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self) : 0
             precondition(index.encoded(version: UInt32(littleEndian: v)) == Array(bytes), "an index that decodes encodes to the same bytes")

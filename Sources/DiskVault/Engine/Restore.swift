@@ -200,16 +200,15 @@ public final class Restore {
             try Pipeline.run(
                 workers: workers, depth: pipelineDepth(workers: workers, chunkSize: chunkSize),
                 produce: { emit in
-                    // A run of zero chunks is one item: nothing to read or write, so no worker wake-up per chunk.
+                    // A run of zero chunks is one item however long: nothing to read or write (the target is
+                    // sparse), so neither a worker wake-up per chunk nor a loop over an exabyte of holes.
                     var i = 0
                     var zeros = 0
                     func flushZeros() throws {
-                        while zeros > 0 {
-                            let n = min(zeros, maxZeroRun)
-                            try emit(RestoreItem.zeros(i..<i + n))
-                            i += n
-                            zeros -= n
-                        }
+                        guard zeros > 0 else { return }
+                        try emit(RestoreItem.zeros(i..<i + zeros))
+                        i += zeros
+                        zeros = 0
                     }
                     while let entry = try index.next() {
                         switch entry {

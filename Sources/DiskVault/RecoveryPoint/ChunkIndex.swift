@@ -80,10 +80,17 @@ public struct ChunkIndex: Sendable, Equatable {
         return out
     }
 
+    /// Most chunks `decode` expands into memory: 32 bytes each, so 64 MiB at most. Readers of the vault stream
+    /// indexes with `ChunkIndexReader` instead; this is for tests and small indexes.
+    public static let maxDecodedChunks = 1 << 21
+
     /// Parses a whole index of either version, checking every field against the bytes present; `source`
-    /// names it in errors.
+    /// names it in errors. An index of more than `maxDecodedChunks` chunks is refused, never expanded.
     public static func decode(_ bytes: [UInt8], source: String) throws(DiskVaultError) -> ChunkIndex {
         let reader = try ChunkIndexReader(MemoryObjectReader(bytes), source: source)
+        guard reader.count <= maxDecodedChunks else {
+            throw DiskVaultError(.unsupported, "index of \(reader.count) chunks is too large to hold in memory; stream it", path: source)
+        }
         var digests: [Digest256] = []
         while let entry = try reader.next() {
             switch entry {

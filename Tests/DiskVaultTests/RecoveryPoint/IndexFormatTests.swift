@@ -39,6 +39,25 @@ final class IndexFormatTests: XCTestCase {
         XCTAssertNil(try reader.next())
     }
 
+    /// Found by the fuzzer (a timeout): an index whose one zero run stands for 2^40 chunks. Nothing expands it:
+    /// the in-memory decoder refuses it, the streamed reader passes the run as one entry.
+    func testAHugeZeroRunIsNeverExpanded() throws {
+        let out = MemoryIndexSink()
+        let writer = ChunkIndexWriter(chunkSize: 64 << 10, output: out)
+        let size: UInt64 = 1 << 56
+        let chunks = ChunkIndex.chunkCount(imageSize: size, chunkSize: 64 << 10)
+        try writer.appendZeros(chunks)
+        _ = try writer.finish(imageSize: size)
+        XCTAssertThrowsError(try ChunkIndex.decode(out.bytes, source: "huge")) { error in
+            XCTAssertEqual((error as? DiskVaultError)?.code, .unsupported)
+        }
+        let reader = try ChunkIndexReader(MemoryObjectReader(out.bytes), source: "huge")
+        var data = 0
+        try reader.forEachDataChunk { (_, _) in data += 1 }
+        XCTAssertEqual(data, 0)
+        XCTAssertEqual(reader.count, chunks)
+    }
+
     func testHostileVersion2IndexesAreRefused() {
         let good = ChunkIndex(chunkSize: 1 << 20, imageSize: 3 << 20, digests: [a, .zero, b]).encoded(version: 2)
         func mutated(_ at: Int, _ value: UInt64, width: Int) -> [UInt8] {
