@@ -4,17 +4,12 @@ import XCTest
 /// Locks, gc and jobs with real processes: a backup running while gc runs loses no blob, two backups of one
 /// disk never run at once, a killed holder does not block the next run, and jobs say what happened.
 final class ConcurrencyTests: XCTestCase {
-    func makeImage(_ s: Scratch, _ name: String, megabytes: Int) throws -> String {
-        let image = s.file(name)
-        try Tool.sh("head -c \(megabytes / 2)M /dev/urandom > \(image); yes 'text in a disk image' | head -c \(megabytes / 2)M >> \(image)")
-        return image
-    }
 
     func testSecondBackupOfTheSameDiskIsRefusedOrWaits() throws {
         let s = try Scratch(self)
         let vault = s.file("vault")
         XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
-        let big = try makeImage(s, "big.img", megabytes: 96)
+        let big = try s.mixedImage("big.img", megabytes: 96)
         let first = try Tool.start(["backup", big, "--vault", vault, "--disk", "d"])
         // Wait until the first holds its disk lock.
         waitForLockHolder(vault, "disk-d")
@@ -38,9 +33,9 @@ final class ConcurrencyTests: XCTestCase {
         let s = try Scratch(self)
         let vault = s.file("vault")
         XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
-        let old = try makeImage(s, "old.img", megabytes: 8)
+        let old = try s.mixedImage("old.img", megabytes: 8)
         XCTAssertEqual(try Tool.dv("backup", old, "--vault", vault, "--disk", "old").status, 0)
-        let big = try makeImage(s, "big.img", megabytes: 96)
+        let big = try s.mixedImage("big.img", megabytes: 96)
         let backup = try Tool.start(["backup", big, "--vault", vault, "--disk", "new"])
         waitForLockHolder(vault, "disk-new")
         Thread.sleep(forTimeInterval: 0.1)
@@ -69,7 +64,7 @@ final class ConcurrencyTests: XCTestCase {
         let s = try Scratch(self)
         let vault = s.file("vault")
         XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
-        let big = try makeImage(s, "big.img", megabytes: 96)
+        let big = try s.mixedImage("big.img", megabytes: 96)
         let victim = try Tool.start(["backup", big, "--vault", vault, "--disk", "d"])
         waitForLockHolder(vault, "disk-d")
         Thread.sleep(forTimeInterval: 0.1)

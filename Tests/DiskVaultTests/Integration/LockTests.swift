@@ -4,11 +4,6 @@ import XCTest
 /// Locks as an adversary meets them: a stale lock taken over by two runs at once, lock files that are not what
 /// they should be, and runs interrupted while they hold locks.
 final class LockTests: XCTestCase {
-    func makeImage(_ s: Scratch, _ name: String, megabytes: Int) throws -> String {
-        let image = s.file(name)
-        try Tool.sh("head -c \(megabytes / 2)M /dev/urandom > \(image); yes 'text in a disk image' | head -c \(megabytes / 2)M >> \(image)")
-        return image
-    }
 
     /// A gc killed while it holds the vault exclusively leaves its lock behind. A backup and a second gc then
     /// both find it stale; with the race window widened (the backup's removal of the stale lock delayed, the
@@ -19,7 +14,7 @@ final class LockTests: XCTestCase {
         let s = try Scratch(self)
         let vault = s.file("vault")
         XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
-        let old = try makeImage(s, "old.img", megabytes: 4)
+        let old = try s.mixedImage("old.img", megabytes: 4)
         XCTAssertEqual(try Tool.dv("backup", old, "--vault", vault, "--disk", "old").status, 0)
         // Kill a gc when it opens chunks/ to sweep: it holds the exclusive lock then.
         let killed = try Tool.run("strace", ["-f", "-o", "/dev/null", "-P", "\(vault)/chunks", "-e", "trace=openat",
@@ -27,7 +22,7 @@ final class LockTests: XCTestCase {
         XCTAssertNotEqual(killed.status, 0, "the gc was killed: \(killed.output)")
         XCTAssertFalse(lockRecords(vault).isEmpty, "the killed gc left its lock's record")
 
-        let big = try makeImage(s, "big.img", megabytes: 48)
+        let big = try s.mixedImage("big.img", megabytes: 48)
         // Widen the window as an adversary would: the backup's second unlink (in older builds, its removal of the
         // stale lock) waits 1.5 s and each blob it places 3 ms; the gc, started meanwhile, reaches its sweep
         // (opening chunks/) 2.5 s late, while the backup is writing blobs.
@@ -59,7 +54,7 @@ final class LockTests: XCTestCase {
         let s = try Scratch(self)
         let vault = s.file("vault")
         XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
-        let image = try makeImage(s, "disk.img", megabytes: 2)
+        let image = try s.mixedImage("disk.img", megabytes: 2)
         XCTAssertEqual(try Tool.dv("backup", image, "--vault", vault, "--disk", "d").status, 0)
         let locks = "\(vault)/locks"
         try FileManager.default.createDirectory(atPath: locks, withIntermediateDirectories: true)
@@ -125,7 +120,7 @@ final class LockTests: XCTestCase {
         let s = try Scratch(self)
         let vault = s.file("vault")
         XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
-        let image = try makeImage(s, "disk.img", megabytes: 2)
+        let image = try s.mixedImage("disk.img", megabytes: 2)
         for n in 1...8 {
             _ = try Tool.run("strace", ["-f", "-o", "/dev/null", "-P", "\(vault)/locks", "-e", "inject=all:signal=SIGKILL:when=\(n)",
                                         Tool.diskvault, "backup", image, "--vault", vault, "--disk", "d"])

@@ -261,3 +261,12 @@ func waitForLockHolder(_ vault: String, _ name: String, seconds: Double = 2) {
     let deadline = Date().addingTimeInterval(seconds)
     while lockRecords(vault, name).isEmpty && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
 }
+
+extension Scratch {
+    /// An image of `megabytes` MiB, half random bytes and half text: some chunks compress, some do not.
+    func mixedImage(_ name: String, megabytes: Int) throws -> String {
+        let image = file(name)
+        try Tool.sh("head -c \(megabytes / 2)M /dev/urandom > \(image); yes 'text in a disk image' | head -c \(megabytes / 2)M >> \(image)")
+        return image
+    }
+}
