@@ -123,7 +123,7 @@ public final class Backup {
         var previousIndex: ChunkIndexReader? = nil
         // It is checked whole first: a damaged previous index only costs the hints (every chunk is then looked
         // up), it never stops the disk's backups.
-        if let previous, vault.indexChecksWhole(of: previous) { previousIndex = try? vault.index(of: previous) }
+        if let previous { previousIndex = try? vault.checkedIndex(of: previous) }
         // Chunks verify found missing or damaged: never trusted from an index or a `head`, stored again.
         let damaged = try vault.damagedChunks()
         let healed = Mutex(Set<Digest256>())

@@ -20,8 +20,7 @@ extension Restore {
     /// chunk against its digest exactly as a file restore does; the consumer writes them in index order and
     /// zero chunks as zeros, since a stream has no holes. Each chunk's buffer is taken from a pool by the
     /// producer, in order, and given back once written, so memory is bounded and the pipeline cannot stall.
-    /// A stream cannot be taken back, so the caller checks the index whole before it starts (`index` is then a
-    /// second reader of it, whose digest is checked again at its end).
+    /// A stream cannot be taken back, so `index` comes from `Vault.checkedIndex(of:)`.
     func stream(_ index: ChunkIndexReader, to out: FileDescriptor, result: inout RestoreResult) throws(DiskVaultError) {
         let workers = max(1, options.threads)
         let chunkSize = index.chunkSize

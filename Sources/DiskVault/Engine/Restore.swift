@@ -76,9 +76,9 @@ public final class Restore {
         if options.target == RestoreOptions.standardOutput {
             guard !options.replace else { throw DiskVaultError(.usage, "--replace does not apply to --target - (standard output)") }
             // What is streamed cannot be taken back: the index must check whole before the first byte goes out.
-            try index.finish()
+            let checked = try vault.checkedIndex(of: point)
             let out = try FileDescriptor.duplicate(1, path: "standard output")
-            try stream(try vault.index(of: point), to: out, result: &result)
+            try stream(checked, to: out, result: &result)
             if let exportKey = options.exportKey, let kv = keys {
                 result.exportedKeys = try exportKeys(point, kv: kv, to: exportKey)
             }

@@ -184,14 +184,12 @@ extension Vault {
         return index
     }
 
-    /// Whether the point's index reads whole and matches its manifest: read once through, a buffer at a time.
-    public func indexChecksWhole(of point: RecoveryPoint) -> Bool {
-        do {
-            try index(of: point).finish()
-            return true
-        } catch {
-            return false
-        }
+    /// The point's index, once it has read whole and matched its manifest (read through a buffer at a time),
+    /// for a consumer that cannot take back what it did with an entry before the end: a second reader, whose
+    /// digest is checked again at its own end.
+    public func checkedIndex(of point: RecoveryPoint) throws(DiskVaultError) -> ChunkIndexReader {
+        try index(of: point).finish()
+        return try index(of: point)
     }
 
     /// Commits a point: everything put so far is flushed, then the key backup and index, then the manifest,
