@@ -8,4 +8,6 @@
 #include <openssl/rsa.h>
 #include <openssl/bio.h>
 #include <openssl/kdf.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #endif

@@ -1,6 +1,7 @@
 internal import COpenSSL
 
-/// An RSA private key held by OpenSSL, freed in `deinit`: made here, or read from a standalone PEM key.
+/// An RSA private key held by OpenSSL, freed in `deinit`: made here, or read from a standalone PEM key; or an
+/// RSA public key alone (`importPublicPEM`), which can wrap but not unwrap nor give a private PEM.
 /// BEKs are wrapped with RSA-OAEP (SHA-256, MGF1-SHA-256).
 public final class RSAKey {
     let pkey: OpaquePointer
@@ -46,9 +47,46 @@ public final class RSAKey {
         return rsa
     }
 
+    /// Reads a standalone RSA public key (SubjectPublicKeyInfo, "-----BEGIN PUBLIC KEY-----") of 2048, 3072 or
+    /// 4096 bits from PEM, for wrapping only. A certificate, or another kind of key, is refused.
+    /// The corresponding C function is `PEM_read_bio_PUBKEY`.
+    public static func importPublicPEM(_ pem: [UInt8], source: String) throws(DiskVaultError) -> RSAKey {
+        let text = String(decoding: pem, as: UTF8.self)
+        if text.contains("-----BEGIN CERTIFICATE-----") || text.contains("-----BEGIN TRUSTED CERTIFICATE-----")
+            || text.contains("-----BEGIN PKCS7-----")
+        {
+            throw DiskVaultError(.unsupported, "certificate-based keys are not supported; import a standalone public key", path: source)
+        }
+        guard text.contains("-----BEGIN PUBLIC KEY-----") else {
+            throw DiskVaultError(.corrupt, "not a PEM public key (expected -----BEGIN PUBLIC KEY-----)", path: source)
+        }
+        let key = MemoryBIO(copying: pem).withPointer { PEM_read_bio_PUBKEY($0, nil, nil, nil) }
+        guard let key else {
+            ERR_clear_error()
+            throw DiskVaultError(.corrupt, "cannot read the PEM public key (damaged)", path: source)
+        }
+        let rsa = RSAKey(pkey: key)
+        guard EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA else {
+            throw DiskVaultError(.unsupported, "only RSA keys can wrap disk keys; this PEM holds another kind of key", path: source)
+        }
+        guard [2048, 3072, 4096].contains(rsa.bits) else {
+            throw DiskVaultError(.unsupported, "RSA keys of 2048, 3072 or 4096 bits are supported, not \(rsa.bits)", path: source)
+        }
+        return rsa
+    }
+
     public var bits: Int { Int(EVP_PKEY_get_bits(pkey)) }
 
-    /// PKCS#8 PEM of the private key. The corresponding C function is `PEM_write_bio_PrivateKey`.
+    /// SubjectPublicKeyInfo PEM ("-----BEGIN PUBLIC KEY-----") of the public key, which `importPublicPEM` and
+    /// `openssl pkey -pubin` read. The corresponding C function is `PEM_write_bio_PUBKEY`.
+    public func publicPEM() -> [UInt8] {
+        let bio = MemoryBIO()
+        let written = bio.withPointer { PEM_write_bio_PUBKEY($0, pkey) }
+        guard written == 1 else { fatalError("PEM_write_bio_PUBKEY failed") }
+        return bio.contents
+    }
+
+    /// PKCS#8 PEM of the private key (a key read by `importPublicPEM` has none). The corresponding C function is `PEM_write_bio_PrivateKey`.
     public func privatePEM() -> [UInt8] {
         let bio = MemoryBIO()
         let written = bio.withPointer { PEM_write_bio_PrivateKey($0, pkey, nil, nil, 0, nil, nil) }
