@@ -10,7 +10,8 @@ struct KeyVaultCommand: ParsableCommand {
         commandName: "keyvault",
         abstract: "Keep disk keys (BEKs) and the keys that wrap them (KEKs) in a key vault, encrypted at rest.",
         discussion: "The administrator's passphrase comes from --passphrase-file, DISKVAULT_KEYVAULT_PASSPHRASE, or a prompt.",
-        subcommands: [KeyVaultInit.self, KeyVaultKey.self, KeyVaultSecret.self, KeyVaultAccessCommand.self, KeyVaultList.self]
+        subcommands: [KeyVaultInit.self, KeyVaultKey.self, KeyVaultSecret.self, KeyVaultAccessCommand.self, KeyVaultList.self,
+                      KeyVaultPasswd.self, KeyVaultUpgrade.self]
     )
 }
 
@@ -166,8 +167,8 @@ struct KeyVaultSecret: ParsableCommand {
 }
 
 struct KeyVaultAccessCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "access", abstract: "Grant or revoke a principal's access.",
-                                                    subcommands: [Grant.self, Revoke.self])
+    static let configuration = CommandConfiguration(commandName: "access", abstract: "Grant, revoke or rotate a principal's access.",
+                                                    subcommands: [Grant.self, Revoke.self, Rotate.self])
 
     static func permissions(_ text: String?) throws -> [KeyVault.Permission] {
         guard let text, !text.isEmpty else { return [] }
@@ -195,8 +196,26 @@ struct KeyVaultAccessCommand: ParsableCommand {
         }
     }
 
+    struct Rotate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue a principal a new credential with the same permissions; the old one stops working.",
+            discussion: "Every capability the old credential held gets a new key and every item is sealed again, as on revoke.")
+        @Argument var keyvault: String
+        @Option(name: .long) var principal: String
+        @Option(name: .long, help: "Where to write the new credential (mode 0600).") var credentialOut: String
+        @OptionGroup var admin: AdminOptions
+        func run() throws {
+            guard !FileSystem.exists(credentialOut) else { throw DiskVaultError(.alreadyExists, "credential file exists (it must not exist yet)", path: credentialOut) }
+            let credential = try admin.open(keyvault).rotateCredential(principal: principal)
+            try writePrivateFile(credentialOut, credential)
+            print("rotated the credential of \(principal); new credential in \(credentialOut)")
+        }
+    }
+
     struct Revoke: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke a principal's access; its credential stops working.")
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a principal's access; its credential stops working.",
+            discussion: "Every capability it held gets a new key and every item is sealed again: what it copied out opens nothing written from now on.")
         @Argument var keyvault: String
         @Option(name: .long) var principal: String
         @OptionGroup var admin: AdminOptions
@@ -204,6 +223,47 @@ struct KeyVaultAccessCommand: ParsableCommand {
             try admin.open(keyvault).revokeAccess(principal: principal)
             print("revoked \(principal)")
         }
+    }
+}
+
+struct KeyVaultPasswd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "passwd", abstract: "Change the key vault's passphrase (the administrator's keys are sealed again).",
+        discussion: "The current passphrase comes from --passphrase-file, DISKVAULT_KEYVAULT_PASSPHRASE or a prompt; the new one from --new-passphrase-file or a prompt (asked twice).")
+    @Argument(help: "The key vault.") var keyvault: String
+    @Option(name: .long, help: "File holding the new passphrase.") var newPassphraseFile: String?
+    @Option(name: .long, help: "scrypt cost as log2(N), 10–20 (default: as before).") var kdfWorkFactor: Int?
+    @OptionGroup var admin: AdminOptions
+
+    func run() throws {
+        let kv = try admin.open(keyvault)
+        let new = try Passphrase.read(file: newPassphraseFile, environment: "DISKVAULT_KEYVAULT_NEW_PASSPHRASE", prompt: "new key vault passphrase", confirm: true)
+        try kv.changePassphrase(new, logN: kdfWorkFactor)
+        print("changed the passphrase of key vault \(keyvault)")
+    }
+}
+
+struct KeyVaultUpgrade: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "upgrade", abstract: "Upgrade a key vault of format 1, whose permissions were not enforced by cryptography.",
+        discussion: """
+            Keeps the key vault's id, every key and secret version and every grant. Each principal gets a new \
+            credential (<principal>.cred in --credentials-out); the old credentials stop working. Points backed up \
+            before the upgrade keep their key backups: the administrator and principals with restore on secrets open them.
+
+            Example:
+              diskvault keyvault upgrade /backup/kv --credentials-out /root/new-credentials
+            """)
+    @Argument(help: "The key vault.") var keyvault: String
+    @Option(name: .long, help: "Folder for the principals' new credential files (created; files mode 0600).") var credentialsOut: String?
+    @OptionGroup var admin: AdminOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let result = try KeyVault.upgrade(keyvault, passphrase: try admin.passphrase(), credentialsOut: credentialsOut)
+        if output.json { printJSON(result); return }
+        print("upgraded key vault \(keyvault) (id \(result.id)) to format 2: \(result.keys) key and \(result.secrets) secret versions")
+        for (p, f) in result.credentials.sorted(by: { $0.key < $1.key }) { print("new credential for \(p): \(f)") }
     }
 }
 

@@ -19,11 +19,38 @@ public struct KeyVaultAccess: Codable, Sendable, Equatable {
     }
 }
 
-/// The sealed contents of a point's "keys" blob: the secret versions and the KEKs that wrap them.
+/// A point's "keys" blob: copies of the key vault's own item files for the secret versions and KEKs the
+/// point needs, each still sealed to the key vault's capabilities and signed by its writer. Whoever writes it
+/// (a backup principal with get and list) needs to read none of them; a principal with restore puts them
+/// back, sealed again for the key vault's current keys.
 struct KeyBackupContents: Codable {
+    static let formatName = "diskvault-key-backup"
+    var format: String = formatName
+    var version: Int = 2
+    var keyVaultID: String
+    /// The administrator key of the key vault that signed the items (base64).
+    var adminKey: String
+    var items: [BackedUpItem]
+
+    struct BackedUpItem: Codable, Equatable {
+        var id: String
+        /// The item file, byte for byte (base64).
+        var file: String
+    }
+}
+
+/// A key backup of key vault format 1: the records in clear, sealed under the key vault's key-backup key.
+struct LegacyKeyBackupContents: Codable {
     var keyVaultID: String
     var secrets: [KeyVault.SecretRecord]
     var keys: [KeyVault.KeyRecord]
+}
+
+/// A point's key backup, opened with its key vault.
+enum OpenedKeyBackup {
+    /// Format 2: the item files, each checked (signed by a writer the key vault's administrator certified).
+    case items([CheckedItem])
+    case legacy(LegacyKeyBackupContents)
 }
 
 enum KeyBackup {
@@ -65,7 +92,9 @@ enum KeyBackup {
             var entry: KeyBackupRecord.Volume
             var label: String
             var secret: KeyVault.SecretRecord
-            var bek: [UInt8]
+            /// The BEK in clear; nil when the principal may not unwrap it (`uncheckable` says why).
+            var bek: [UInt8]?
+            var uncheckable: String?
             var bytes: VolumeBytes
             var encryption: VolumeEncryption
             /// The previous point's check, when it still holds.
@@ -74,22 +103,22 @@ enum KeyBackup {
         var record: KeyBackupRecord
         var contents: KeyBackupContents
         var volumes: [Volume]
-        var sealKey: [UInt8]
-        var associatedData: [UInt8]
         var keyVault: String
 
         /// Whether `finish` has real work to do (a key to check), worth a thread of its own.
-        var needsCheck: Bool { volumes.contains { $0.reused == nil } }
+        var needsCheck: Bool { volumes.contains { $0.reused == nil && $0.bek != nil } }
 
-        /// Checks each key that needs it and seals the backup; throws when a key does not open its volume.
+        /// Checks each key that needs it and makes the blob; throws when a key does not open its volume.
         func finish() throws(DiskVaultError) -> (KeyBackupRecord, [UInt8]) {
             var record = self.record
             for v in volumes {
                 let check: KeyCheckResult
                 if let reused = v.reused {
                     check = reused
+                } else if let bek = v.bek {
+                    check = try KeyCheck.check(bek: bek, volume: v.bytes, encryption: v.encryption, source: "secret \(v.secret.name)")
                 } else {
-                    check = try KeyCheck.check(bek: v.bek, volume: v.bytes, encryption: v.encryption, source: "secret \(v.secret.name)")
+                    check = .unchecked(v.uncheckable ?? "no unwrap permission")
                 }
                 if case .doesNotFit(let why) = check {
                     throw DiskVaultError(.permission, "the key in secret \(v.secret.name) version \(v.secret.version) of key vault \(keyVault) does not open \(v.label): \(why)")
@@ -99,14 +128,15 @@ enum KeyBackup {
                 entry.checkDetail = check.detail
                 record.volumes.append(entry)
             }
-            let blob = AESGCM.seal(try JSON.encode(contents, pretty: false), key: sealKey, associatedData: associatedData)
+            let blob = try JSON.encode(contents, pretty: false)
             record.blobDigest = SHA256.digest(blob).hex
             return (record, blob)
         }
     }
 
-    /// Before any data is read: checks the principal's permissions and finds and unwraps each encrypted
-    /// volume's secret. Throws, writing nothing, when any of this fails; the key checks are left to the plan.
+    /// Before any data is read: checks the principal's permissions, finds each encrypted volume's secret and
+    /// unwraps it where the principal may. Throws, writing nothing, when any of this fails; the key checks are
+    /// left to the plan.
     static func plan(
         layout: DiskLayout, disk: String, pointID: String, access: KeyVaultAccess, file: FileDescriptor, image: String,
         previous: KeyBackupRecord? = nil
@@ -122,39 +152,51 @@ enum KeyBackup {
         }
         var plan = Plan(
             record: KeyBackupRecord(keyVault: access.keyVault, keyVaultID: kv.config.id, principal: access.principal, blob: "keys", volumes: []),
-            contents: KeyBackupContents(keyVaultID: kv.config.id, secrets: [], keys: []),
-            volumes: [], sealKey: kv.keyBackupKey, associatedData: Array("keybackup:\(disk)/\(pointID)".utf8), keyVault: access.keyVault)
+            contents: KeyBackupContents(keyVaultID: kv.config.id, adminKey: kv.config.adminKey ?? "", items: []),
+            volumes: [], keyVault: access.keyVault)
+        func carry(_ item: CheckedItem) {
+            let copy = KeyBackupContents.BackedUpItem(id: item.id, file: Data.base64(item.bytes))
+            if !plan.contents.items.contains(copy) { plan.contents.items.append(copy) }
+        }
         for v in encryptedVolumes(layout) {
             let ids = volumeIDs(v, disk: disk)
             var found: KeyVault.SecretRecord? = nil
             for id in ids where found == nil { found = try kv.secret(forVolume: id) }
-            guard let secret = found else {
+            guard let secret = found, let secretItem = try kv.itemFile(secret: secret.name, version: secret.version) else {
                 throw DiskVaultError(.notFound, "no secret in key vault \(access.keyVault) for \(label(v)): add one with `diskvault keyvault secret set \(access.keyVault) --name NAME --file KEY --volume \(ids.first ?? disk)`")
             }
-            let bek = try kv.unwrappedValue(of: secret)
+            var bek: [UInt8]? = nil
+            var uncheckable: String? = nil
+            do {
+                bek = try kv.unwrappedValue(of: secret)
+            } catch where error.code == .permission && secret.wrap != nil {
+                uncheckable = "no unwrap permission on key \(secret.wrap?.key ?? "?")"
+            }
             let volume = VolumeBytes(file: file, image: image, offset: v.offset, size: v.size)
             let headerDigest = try luksHeaderDigest(volume, v.encryption)
-            let secretMAC = HMACSHA256.authenticationCode(key: kv.keyBackupKey, message: Array(secret.value.utf8)).hex
+            // The secret version as stored (its signed, sealed item): the same file means the same key.
+            let secretMAC = SHA256.digest(secretItem.bytes).hex
             var reused: KeyCheckResult? = nil
-            if let digest = headerDigest,
+            if let digest = headerDigest, bek != nil,
                 let before = previous?.keyVaultID == kv.config.id ? previous?.volumes.first(where: { $0.number == v.number }) : nil,
                 before.headerDigest == digest, before.secretMAC == secretMAC, before.secret == secret.name, before.secretVersion == secret.version,
                 before.keyVersion == secret.wrap?.keyVersion, before.check == .fits
             {
                 reused = .fits(before.checkDetail.hasSuffix("(as at the previous point)") ? before.checkDetail : "\(before.checkDetail) (as at the previous point)")
             }
-            var entry = KeyBackupRecord.Volume(
+            let entry = KeyBackupRecord.Volume(
                 number: v.number, format: v.encryption.format, volumeID: secret.volume ?? ids.first ?? "", secret: secret.name,
                 secretVersion: secret.version, wrappedBy: secret.wrap?.key, keyVersion: secret.wrap?.keyVersion,
                 check: .unchecked, checkDetail: "", headerDigest: headerDigest, secretMAC: secretMAC)
-            if !plan.contents.secrets.contains(secret) { plan.contents.secrets.append(secret) }
+            carry(secretItem)
             if let wrap = secret.wrap {
-                let kek = try kv.key(name: wrap.key, version: wrap.keyVersion)
-                if !plan.contents.keys.contains(kek) { plan.contents.keys.append(kek) }
-                entry.keyVersion = kek.version
+                guard let kekItem = try kv.itemFile(key: wrap.key, version: wrap.keyVersion) else {
+                    throw DiskVaultError(.notFound, "key \(wrap.key) version \(wrap.keyVersion), which wraps secret \(secret.name), is not in key vault \(access.keyVault)")
+                }
+                carry(kekItem)
             }
             plan.volumes.append(Plan.Volume(
-                entry: entry, label: label(v), secret: secret, bek: bek, bytes: volume, encryption: v.encryption, reused: reused))
+                entry: entry, label: label(v), secret: secret, bek: bek, uncheckable: uncheckable, bytes: volume, encryption: v.encryption, reused: reused))
         }
         return plan
     }
@@ -165,8 +207,18 @@ enum KeyBackup {
         return SHA256.digest(try volume.read(0, Int(end), what: "LUKS header").bytes).hex
     }
 
-    /// Opens a point's key backup with the key vault it came from.
-    static func contents(of point: RecoveryPoint, vault: Vault, kv: KeyVault) throws(DiskVaultError) -> KeyBackupContents {
+    /// Whether `blob` has the form of a key backup (format 2 JSON, or format 1 sealed): what can be checked
+    /// without the key vault.
+    static func isKeyBackupForm(_ blob: [UInt8]) -> Bool {
+        if AESGCM.isSealedForm(blob) { return true }
+        guard let c = try? JSONDecoder().decode(KeyBackupContents.self, from: Data(blob)) else { return false }
+        return c.format == KeyBackupContents.formatName && c.version == 2
+    }
+
+    /// Opens a point's key backup with the key vault it came from: every item checked as the key vault's
+    /// administrator (or a writer it certified) signed it. A format-1 key backup opens for the administrator
+    /// and principals with restore on secrets only (`.permission` for others).
+    static func contents(of point: RecoveryPoint, vault: Vault, kv: KeyVault) throws(DiskVaultError) -> OpenedKeyBackup {
         guard let record = point.manifest.keyBackup else {
             throw DiskVaultError(.notFound, "point \(point.id) of disk \(point.disk) carries no key backup")
         }
@@ -174,10 +226,34 @@ enum KeyBackup {
             throw DiskVaultError(.usage, "key vault \(kv.root) (id \(kv.config.id)) is not the one the keys of point \(point.id) came from (\(record.keyVault), id \(record.keyVaultID))")
         }
         let key = "\(RecoveryPoint.prefix(disk: point.disk))/\(point.id)/\(record.blob)"
+        let path = "\(vault.location)/\(key)"
         let blob = try vault.storage.get(key, limit: maxBlobSize)
-        guard let plain = AESGCM.open(blob, key: kv.keyBackupKey, associatedData: Array("keybackup:\(point.disk)/\(point.id)".utf8)),
-            let contents = try? JSONDecoder().decode(KeyBackupContents.self, from: Data(plain))
-        else { throw DiskVaultError(.corrupt, "key backup of point \(point.id) is damaged or was not sealed by key vault \(kv.root)", path: "\(vault.location)/\(key)") }
-        return contents
+        if let digest = record.blobDigest, SHA256.digest(blob).hex != digest {
+            throw DiskVaultError(.corrupt, "key backup of point \(point.id) is damaged: it does not match the digest in its manifest", path: path)
+        }
+        if AESGCM.isSealedForm(blob) {
+            guard let legacyKey = try kv.legacyKeyBackupKey() else {
+                throw DiskVaultError(.permission, "key backup of point \(point.id) was made with key vault format 1: only the administrator or a principal with restore on secrets opens it", path: path)
+            }
+            guard let plain = AESGCM.open(blob, key: legacyKey, associatedData: Array("keybackup:\(point.disk)/\(point.id)".utf8)),
+                let contents = try? JSONDecoder().decode(LegacyKeyBackupContents.self, from: Data(plain))
+            else { throw DiskVaultError(.corrupt, "key backup of point \(point.id) is damaged or was not sealed by key vault \(kv.root)", path: path) }
+            return .legacy(contents)
+        }
+        guard let contents = try? JSONDecoder().decode(KeyBackupContents.self, from: Data(blob)),
+            contents.format == KeyBackupContents.formatName, contents.version == 2
+        else { throw DiskVaultError(.corrupt, "key backup of point \(point.id) is damaged (not a key backup)", path: path) }
+        guard contents.keyVaultID == kv.config.id, contents.adminKey == kv.config.adminKey else {
+            throw DiskVaultError(.corrupt, "key backup of point \(point.id) names another key vault or administrator than key vault \(kv.root): refused", path: path)
+        }
+        var items: [CheckedItem] = []
+        for copy in contents.items {
+            guard KeyVault.isItemID(copy.id), let bytes = unbase64(copy.file) else {
+                throw DiskVaultError(.corrupt, "key backup of point \(point.id) is damaged (an item is not an item)", path: path)
+            }
+            let item = try kv.checkItem(bytes, id: copy.id, current: false, shownAs: "\(path) (item \(copy.id))")
+            items.append(CheckedItem(id: copy.id, path: KeyVaultFormat.itemPath(copy.id), bytes: bytes, item: item))
+        }
+        return .items(items)
     }
 }

@@ -21,22 +21,29 @@ public enum KeyRestore {
     private static func restoreKeys(vault: Vault, disk: String, point id: String?, access: KeyVaultAccess) throws(DiskVaultError) -> Result {
         let point = try vault.point(disk: disk, id: id)
         let kv = try access.open()
-        let contents = try KeyBackup.contents(of: point, vault: vault, kv: kv)
-        guard kv.holds(.secrets, [.restore]) && (contents.keys.isEmpty || kv.holds(.keys, [.restore])) else {
-            throw DiskVaultError(.permission, "principal \(access.principal) lacks restore permission on \(contents.keys.isEmpty ? "secrets" : "keys and secrets") in key vault \(access.keyVault)")
+        let opened = try KeyBackup.contents(of: point, vault: vault, kv: kv)
+        let needsKeys: Bool
+        switch opened {
+        case .items(let items): needsKeys = items.contains { $0.item.scope == .keys }
+        case .legacy(let contents): needsKeys = !contents.keys.isEmpty
+        }
+        guard kv.holds(.secrets, [.restore]) && (!needsKeys || kv.holds(.keys, [.restore])) else {
+            throw DiskVaultError(.permission, "principal \(access.principal) lacks restore permission on \(needsKeys ? "keys and secrets" : "secrets") in key vault \(access.keyVault)")
         }
         var result = Result(point: point.id, keyVault: access.keyVault, restored: [], alreadyPresent: [])
-        for key in contents.keys {
-            let name = "key \(key.name) version \(key.version)"
-            if kv.hasKey(name: key.name, version: key.version) { result.alreadyPresent.append(name); continue }
-            try kv.restore(key: key)
-            result.restored.append(name)
+        func note(_ outcome: (String, Bool)) {
+            if outcome.1 { result.restored.append(outcome.0) } else { result.alreadyPresent.append(outcome.0) }
         }
-        for secret in contents.secrets {
-            let name = "secret \(secret.name) version \(secret.version)"
-            if kv.hasSecret(name: secret.name, version: secret.version) { result.alreadyPresent.append(name); continue }
-            try kv.restore(secret: secret)
-            result.restored.append(name)
+        switch opened {
+        case .items(let items):
+            // Keys first, so that a secret is never back before the key that unwraps it.
+            let shown = "\(vault.location)/\(RecoveryPoint.prefix(disk: point.disk))/\(point.id)/keys"
+            for c in items.sorted(by: { ($0.item.scope == .keys ? 0 : 1) < ($1.item.scope == .keys ? 0 : 1) }) {
+                note(try kv.restore(item: c, shownAs: "\(shown) (item \(c.id))"))
+            }
+        case .legacy(let contents):
+            for key in contents.keys { note(try kv.restore(legacyKey: key)) }
+            for secret in contents.secrets { note(try kv.restore(legacySecret: secret)) }
         }
         return result
     }

@@ -149,10 +149,10 @@ public final class Restore {
         }
         for v in record.volumes {
             let which = v.number == 0 ? "the disk" : "volume \(v.number)"
-            guard kv.hasSecret(name: v.secret, version: v.secretVersion) else {
+            guard try kv.hasSecret(name: v.secret, version: v.secretVersion) else {
                 throw DiskVaultError(.notFound, "secret \(v.secret) version \(v.secretVersion), the key of \(which), is missing from key vault \(access.keyVault); put it back with `\(command)`")
             }
-            if let kek = v.wrappedBy, let version = v.keyVersion, !kv.hasKey(name: kek, version: version) {
+            if let kek = v.wrappedBy, let version = v.keyVersion, !(try kv.hasKey(name: kek, version: version)) {
                 throw DiskVaultError(.notFound, "key \(kek) version \(version), which wraps the key of \(which), is missing from key vault \(access.keyVault); put it back with `\(command)`")
             }
         }

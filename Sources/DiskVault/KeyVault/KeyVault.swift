@@ -1,33 +1,38 @@
 import Foundation
 
-/// A key vault: a directory, encrypted at rest, holding keys (KEKs: RSA or AES, standalone only) and secrets
-/// (BEKs: a LUKS passphrase or key file, a BitLocker .BEK), each versioned, and an access policy that grants
-/// principals permissions on them.
-///
-///     keyvault.json                 format, id, scrypt parameters, the master key sealed under the passphrase
-///     principals/<p>.json           the master key sealed under that principal's credential
-///     data/access                   the access policy            (sealed)
-///     data/keys/<name>/<n>          one version of a key         (sealed)
-///     data/secrets/<name>/<n>       one version of a secret      (sealed)
-///
-/// Every sealed item is AES-256-GCM under the master key with its own path as associated data, so nothing
-/// in the directory is readable, or movable, without the master key. The administrator opens the vault with
-/// its passphrase; a principal with the credential file `access grant` issued, and is held to its grant.
+/// A key vault: a directory holding keys (KEKs: RSA or AES, standalone only) and secrets (BEKs: a LUKS
+/// passphrase or key file, a BitLocker .BEK), each versioned, and an access policy that grants principals
+/// permissions on them — enforced by cryptography: a principal's credential opens exactly what its grant
+/// reveals, and only the administrator can write the policy. The files and who can open them are described
+/// in `KeyVaultFormat`.
 public final class KeyVault {
     public let root: String
     public let config: Config
-    let masterKey: [UInt8]
     /// nil for the administrator.
     public let principal: String?
     let grant: Grant?
+    var policy: Policy
+    /// The capability private keys this opener holds: capability → generation → key.
+    var capabilityKeys: [Capability: [Int: X25519Key]]
+    let signer: Signer
+    /// The administrator's secrets and the key that seals them (nil for a principal).
+    var admin: (secrets: AdminSecrets, sealingKey: [UInt8])?
+    /// Items read so far, by id (each checked once per opening).
+    var itemCache: [String: CheckedItem] = [:]
 
+    /// keyvault.json. Format 1 holds `sealedMasterKey`; format 2 holds `adminKey` and `sealedAdmin`.
     public struct Config: Codable, Sendable {
         public var format: String
         public var version: Int
         public var id: String
         public var created: String
         public var kdf: KDF
-        public var sealedMasterKey: String
+        /// The administrator's Ed25519 public key (base64), pinned in every credential file.
+        public var adminKey: String?
+        /// `AdminSecrets`, AES-256-GCM sealed under the key scrypt derives from the passphrase (base64).
+        public var sealedAdmin: String?
+        /// Format 1: the master key sealed under the passphrase.
+        public var sealedMasterKey: String?
 
         public struct KDF: Codable, Sendable {
             public var name: String
@@ -53,22 +58,6 @@ public final class KeyVault {
         }
     }
 
-    struct AccessPolicy: Codable {
-        var principals: [String: Grant] = [:]
-    }
-
-    /// A credential file, as `access grant` issues it.
-    struct Credential: Codable {
-        var keyVault: String
-        var principal: String
-        var secret: String
-    }
-
-    struct PrincipalSlot: Codable {
-        var principal: String
-        var sealedMasterKey: String
-    }
-
     /// A key-encryption key's kind, as the key vault stores it.
     public enum KeyKind: String, Codable, Sendable, CaseIterable {
         case rsa2048 = "rsa-2048", rsa3072 = "rsa-3072", rsa4096 = "rsa-4096"
@@ -79,15 +68,17 @@ public final class KeyVault {
         public var name: String
         public var version: Int
         public var kind: KeyKind
-        /// PKCS#8 PEM for RSA, the raw 32 bytes for AES (base64).
+        /// PKCS#8 PEM for RSA, the raw 32 bytes for AES (base64); empty when the opener may not see it.
         public var material: String
         public var created: String
+        /// An RSA key's public half (PEM, base64), when the opener may see it.
+        public var publicPEM: String?
     }
 
     public struct SecretRecord: Codable, Sendable, Equatable {
         public var name: String
         public var version: Int
-        /// The BEK, or the BEK wrapped by `wrap` (base64).
+        /// The BEK, or the BEK wrapped by `wrap` (base64); empty in a listing.
         public var value: String
         public var wrap: Wrap?
         public var tags: [String: String]
@@ -104,50 +95,106 @@ public final class KeyVault {
         public var volume: String? { tags["volume"] }
     }
 
-    static let formatName = "diskvault-keyvault"
-
-    init(root: String, config: Config, masterKey: [UInt8], principal: String?, grant: Grant?) {
-        self.root = root
-        self.config = config
-        self.masterKey = masterKey
-        self.principal = principal
-        self.grant = grant
+    /// Who signs what this opener writes: the administrator, or a principal with its writer certificate.
+    struct Signer {
+        var key: Ed25519Key
+        /// "admin" or "principal:<name>".
+        var name: String
+        var certificate: String?
     }
 
-    // MARK: creating and opening
+    init(root: String, config: Config, principal: String?, grant: Grant?, policy: Policy,
+         capabilityKeys: [Capability: [Int: X25519Key]], signer: Signer, admin: (secrets: AdminSecrets, sealingKey: [UInt8])?) {
+        self.root = root
+        self.config = config
+        self.principal = principal
+        self.grant = grant
+        self.policy = policy
+        self.capabilityKeys = capabilityKeys
+        self.signer = signer
+        self.admin = admin
+    }
+
+    var isAdministrator: Bool { principal == nil }
+    var who: String { principal.map { "principal \($0)" } ?? "the administrator" }
+
+    // MARK: creating
 
     /// What `create` makes before keyvault.json, which an init killed part-way may leave for the next to take over.
-    static let skeleton = InitDirectory(directories: ["principals", "data", "data/keys", "data/secrets"], files: ["data/access"])
+    static let skeleton = InitDirectory(directories: ["principals", "items"], files: [KeyVaultFormat.policyPath])
 
-    /// Creates a key vault in a new or empty directory, its master key sealed under `passphrase`.
+    /// Creates a key vault in a new or empty directory, its administrator's keys sealed under `passphrase`.
     @discardableResult
     public static func create(_ root: String, passphrase: [UInt8], logN: Int = 15) throws(DiskVaultError) -> KeyVault {
-        guard !passphrase.isEmpty else { throw DiskVaultError(.usage, "the key vault passphrase is empty") }
-        guard (10...20).contains(logN) else { throw DiskVaultError(.usage, "--kdf-work-factor must be from 10 to 20") }
+        try prepareDirectory(root)
+        let id = randomHex(16)
+        return try createFormat2(root, id: id, passphrase: passphrase, logN: logN, created: Timestamp.format(Date()))
+    }
+
+    static func prepareDirectory(_ root: String) throws(DiskVaultError) {
         if FileSystem.exists(root) {
             guard FileSystem.isDirectory(root), !FileSystem.exists("\(root)/keyvault.json"), let leftovers = try skeleton.leftovers(in: root) else {
                 throw DiskVaultError(.alreadyExists, "key vault location exists and is not an empty directory", path: root)
             }
             for path in leftovers { try FileSystem.remove(path) }
         }
-        let id = randomHex(16)
-        let salt = SecureRandom.bytes(16)
-        guard let kek = Scrypt.derive(passphrase, salt: salt, logN: logN) else { throw DiskVaultError(.io, "scrypt failed") }
-        let master = SecureRandom.bytes(32)
-        let config = Config(
-            format: formatName, version: 1, id: id, created: Timestamp.format(Date()),
-            kdf: .init(name: "scrypt", logN: logN, r: 8, p: 1, salt: Data(salt).base64EncodedString()),
-            sealedMasterKey: Data(AESGCM.seal(master, key: kek, associatedData: Array("keyvault:\(id)".utf8))).base64EncodedString())
-        for dir in ["principals", "data/keys", "data/secrets"] { try FileSystem.makeDirectories("\(root)/\(dir)") }
-        let vault = KeyVault(root: root, config: config, masterKey: master, principal: nil, grant: nil)
-        try vault.writeSealed("data/access", AccessPolicy())
-        // keyvault.json last and never over another's: until it exists the directory is no key vault, and a
-        // new init may take it over (see `InitDirectory`).
-        guard try FileSystem.writeNewFileAtomically("\(root)/keyvault.json", try JSON.encode(config)) else {
-            throw DiskVaultError(.alreadyExists, "a key vault was created here meanwhile", path: root)
+    }
+
+    /// Writes a new format-2 key vault with no principal and no item; keyvault.json last and never over
+    /// another's unless `replacing` (an upgrade): until it exists the directory is no key vault.
+    static func createFormat2(
+        _ root: String, id: String, passphrase: [UInt8], logN: Int, created: String,
+        legacyKeyBackupKey: [UInt8]? = nil, replacing: Bool = false,
+        beforeCommit: (KeyVault) throws(DiskVaultError) -> Void = { _ in }
+    ) throws(DiskVaultError) -> KeyVault {
+        guard !passphrase.isEmpty else { throw DiskVaultError(.usage, "the key vault passphrase is empty") }
+        guard (10...20).contains(logN) else { throw DiskVaultError(.usage, "--kdf-work-factor must be from 10 to 20") }
+        let signing = Ed25519Key.generate()
+        var capabilities: [String: [String: String]] = [:]
+        var keys: [Capability: [Int: X25519Key]] = [:]
+        var published: [String: Policy.CapabilityKey] = [:]
+        for c in Capability.allCases {
+            let k = X25519Key.generate()
+            keys[c] = [1: k]
+            capabilities[c.rawValue] = ["1": Data.base64(k.privateKey)]
+            published[c.rawValue] = .init(generation: 1, publicKey: Data.base64(k.publicKey))
+        }
+        let secrets = AdminSecrets(
+            signingSeed: Data.base64(signing.seed), capabilities: capabilities, epoch: 1,
+            legacyKeyBackupKey: legacyKeyBackupKey.map(Data.base64))
+        let (kdf, sealingKey) = try newKDF(passphrase, logN: logN)
+        var config = Config(format: KeyVaultFormat.configFormat, version: KeyVaultFormat.version, id: id, created: created, kdf: kdf,
+                            adminKey: Data.base64(signing.publicKey), sealedAdmin: nil, sealedMasterKey: nil)
+        config.sealedAdmin = try sealAdmin(secrets, key: sealingKey, id: id)
+        for dir in [KeyVaultFormat.principalsDirectory, KeyVaultFormat.itemsDirectory] { try FileSystem.makeDirectories("\(root)/\(dir)") }
+        let policy = Policy(keyVault: id, epoch: 1, capabilities: published, principals: [:])
+        let vault = KeyVault(root: root, config: config, principal: nil, grant: nil, policy: policy, capabilityKeys: keys,
+                             signer: Signer(key: signing, name: "admin", certificate: nil), admin: (secrets, sealingKey))
+        try vault.writePolicy(policy)
+        if legacyKeyBackupKey != nil { try vault.writeLegacy() }
+        try beforeCommit(vault)
+        let bytes = try JSON.encode(config)
+        if replacing {
+            try FileSystem.writeFileAtomically("\(root)/keyvault.json", bytes)
+        } else {
+            guard try FileSystem.writeNewFileAtomically("\(root)/keyvault.json", bytes) else {
+                throw DiskVaultError(.alreadyExists, "a key vault was created here meanwhile", path: root)
+            }
         }
         return vault
     }
+
+    static func newKDF(_ passphrase: [UInt8], logN: Int) throws(DiskVaultError) -> (Config.KDF, [UInt8]) {
+        let salt = SecureRandom.bytes(16)
+        guard let key = Scrypt.derive(passphrase, salt: salt, logN: logN) else { throw DiskVaultError(.io, "scrypt failed") }
+        return (.init(name: "scrypt", logN: logN, r: 8, p: 1, salt: Data.base64(salt)), key)
+    }
+
+    static func sealAdmin(_ secrets: AdminSecrets, key: [UInt8], id: String) throws(DiskVaultError) -> String {
+        Data.base64(AESGCM.seal(try JSON.encode(secrets, pretty: false), key: key, associatedData: Array("keyvault-admin:\(id)".utf8)))
+    }
+
+    // MARK: opening
 
     static func readConfig(_ root: String) throws(DiskVaultError) -> Config {
         let bytes: [UInt8]
@@ -156,33 +203,73 @@ public final class KeyVault {
         } catch where error.code == .notFound {
             throw DiskVaultError(.notFound, FileSystem.exists(root) ? "not a key vault (no keyvault.json)" : "key vault does not exist", path: root)
         }
-        guard let config = try? JSONDecoder().decode(Config.self, from: Data(bytes)), config.format == formatName else {
+        guard let config = try? JSONDecoder().decode(Config.self, from: Data(bytes)), config.format == KeyVaultFormat.configFormat else {
             throw DiskVaultError(.corrupt, "keyvault.json is not a diskvault key vault", path: "\(root)/keyvault.json")
         }
-        guard config.version == 1 else {
+        guard config.version == 1 || config.version == KeyVaultFormat.version else {
             throw DiskVaultError(.unsupported, "key vault format version \(config.version) is not supported", path: root)
         }
         return config
     }
 
+    static func upgradeNeeded(_ root: String) -> DiskVaultError {
+        DiskVaultError(.unsupported, "key vault \(root) has format 1, where a principal's credential opened every key: the administrator must upgrade it with `diskvault keyvault upgrade \(root) --credentials-out DIR` (the passphrase is needed; every principal then gets a new credential)")
+    }
+
+    static func passphraseKey(_ config: Config, _ passphrase: [UInt8], root: String) throws(DiskVaultError) -> [UInt8] {
+        guard let salt = unbase64(config.kdf.salt), config.kdf.name == "scrypt",
+            let key = Scrypt.derive(passphrase, salt: salt, logN: config.kdf.logN, r: config.kdf.r, p: config.kdf.p)
+        else { throw DiskVaultError(.corrupt, "keyvault.json has damaged key derivation parameters", path: "\(root)/keyvault.json") }
+        return key
+    }
+
     /// Opens as the administrator.
     public static func open(_ root: String, passphrase: [UInt8]) throws(DiskVaultError) -> KeyVault {
         let config = try readConfig(root)
-        guard let salt = Data(base64Encoded: config.kdf.salt), let sealed = Data(base64Encoded: config.sealedMasterKey),
-            let kek = Scrypt.derive(passphrase, salt: Array(salt), logN: config.kdf.logN, r: config.kdf.r, p: config.kdf.p)
-        else { throw DiskVaultError(.corrupt, "keyvault.json has damaged key derivation parameters", path: root) }
-        guard let master = AESGCM.open(Array(sealed), key: kek, associatedData: Array("keyvault:\(config.id)".utf8)) else {
+        guard config.version == KeyVaultFormat.version else { throw upgradeNeeded(root) }
+        let key = try passphraseKey(config, passphrase, root: root)
+        let path = "\(root)/keyvault.json"
+        guard let sealed = config.sealedAdmin.flatMap(unbase64), let adminKey = config.adminKey.flatMap(unbase64) else {
+            throw DiskVaultError(.corrupt, "keyvault.json lacks the administrator's keys", path: path)
+        }
+        guard let plain = AESGCM.open(sealed, key: key, associatedData: Array("keyvault-admin:\(config.id)".utf8)) else {
             throw DiskVaultError(.permission, "wrong passphrase for key vault", path: root)
         }
-        return KeyVault(root: root, config: config, masterKey: master, principal: nil, grant: nil)
+        guard let secrets = try? JSONDecoder().decode(AdminSecrets.self, from: Data(plain)),
+            let signing = unbase64(secrets.signingSeed).flatMap({ Ed25519Key(seed: $0) })
+        else { throw DiskVaultError(.corrupt, "the administrator's keys in keyvault.json are damaged", path: path) }
+        guard signing.publicKey == adminKey else {
+            throw DiskVaultError(.corrupt, "keyvault.json names an administrator key its sealed keys do not hold: refused", path: path)
+        }
+        var keys: [Capability: [Int: X25519Key]] = [:]
+        for (name, generations) in secrets.capabilities {
+            guard let c = Capability(rawValue: name) else { continue }
+            for (g, text) in generations {
+                guard let gen = Int(g), let k = unbase64(text).flatMap({ X25519Key(privateKey: $0) }) else {
+                    throw DiskVaultError(.corrupt, "the administrator's keys in keyvault.json are damaged (capability \(name))", path: path)
+                }
+                keys[c, default: [:]][gen] = k
+            }
+        }
+        let policy = try readPolicy(root: root, config: config, adminKey: adminKey)
+        return KeyVault(root: root, config: config, principal: nil, grant: nil, policy: policy, capabilityKeys: keys,
+                        signer: Signer(key: signing, name: "admin", certificate: nil), admin: (secrets, key))
+    }
+
+    /// The credential keys a credential's 32 random bytes derive.
+    static func credentialKeys(_ secret: [UInt8], keyVault id: String) -> (box: X25519Key, signing: Ed25519Key) {
+        let salt = Array(id.utf8)
+        let box = X25519Key(privateKey: HKDF.sha256(key: secret, salt: salt, info: Array("diskvault credential box".utf8), count: 32))!
+        let signing = Ed25519Key(seed: HKDF.sha256(key: secret, salt: salt, info: Array("diskvault credential signing".utf8), count: 32))!
+        return (box, signing)
     }
 
     /// Opens as `principal` with the credential file `access grant` issued to it.
     public static func open(_ root: String, principal: String, credentialFile: String) throws(DiskVaultError) -> KeyVault {
         let config = try readConfig(root)
-        let credential: Credential
+        let credential: CredentialFile
         do {
-            credential = try JSONDecoder().decode(Credential.self, from: Data(try FileSystem.readFile(credentialFile, limit: 1 << 16)))
+            credential = try JSONDecoder().decode(CredentialFile.self, from: Data(try FileSystem.readFile(credentialFile, limit: 1 << 16)))
         } catch let error as DiskVaultError {
             throw error
         } catch {
@@ -192,25 +279,64 @@ public final class KeyVault {
             throw DiskVaultError(.permission, "credential \(credentialFile) was not issued to principal \(principal) by key vault \(root)")
         }
         try validatePrincipalName(principal)
-        let slotPath = "\(root)/principals/\(principal).json"
-        guard FileSystem.exists(slotPath),
-            let slot = try? JSONDecoder().decode(PrincipalSlot.self, from: Data(try FileSystem.readFile(slotPath, limit: 1 << 16))),
-            let sealed = Data(base64Encoded: slot.sealedMasterKey), let secret = Data(base64Encoded: credential.secret),
-            let master = AESGCM.open(Array(sealed), key: credentialKey(Array(secret)), associatedData: Array("principal:\(principal)".utf8))
-        else {
+        guard config.version == KeyVaultFormat.version else { throw upgradeNeeded(root) }
+        guard credential.version == KeyVaultFormat.version, let pinned = credential.adminKey.flatMap(unbase64) else {
+            throw DiskVaultError(.permission, "credential \(credentialFile) was issued by key vault format 1: ask the administrator for a new one (`keyvault access rotate`)")
+        }
+        guard let adminKey = config.adminKey.flatMap(unbase64), adminKey == pinned else {
+            throw DiskVaultError(.permission, "keyvault.json does not name the administrator key credential \(credentialFile) trusts: refused", path: "\(root)/keyvault.json")
+        }
+        guard let secret = unbase64(credential.secret), secret.count == 32 else {
+            throw DiskVaultError(.corrupt, "credential is damaged (its secret is not 32 bytes)", path: credentialFile)
+        }
+        let (box, signing) = credentialKeys(secret, keyVault: config.id)
+        let policy = try readPolicy(root: root, config: config, adminKey: adminKey)
+        guard let entry = policy.principals[principal] else {
             throw DiskVaultError(.permission, "principal \(principal) has no access to key vault \(root) (revoked, or never granted)")
         }
-        var vault = KeyVault(root: root, config: config, masterKey: master, principal: principal, grant: nil)
-        let policy: AccessPolicy = try vault.readSealed("data/access")
-        guard let grant = policy.principals[principal] else {
-            throw DiskVaultError(.permission, "principal \(principal) has no access to key vault \(root) (revoked)")
+        guard entry.boxKey == Data.base64(box.publicKey), entry.signingKey == Data.base64(signing.publicKey) else {
+            throw DiskVaultError(.permission, "credential \(credentialFile) is not principal \(principal)'s current credential in key vault \(root) (it was rotated or granted again)")
         }
-        vault = KeyVault(root: root, config: config, masterKey: master, principal: principal, grant: grant)
-        return vault
+        let slotPath = KeyVaultFormat.slotPath(principal)
+        let slot: Slot
+        do {
+            slot = try readAdminSigned(root: root, path: slotPath, kind: "slot", adminKey: adminKey)
+        } catch where error.code == .notFound {
+            throw DiskVaultError(.permission, "principal \(principal) has no access to key vault \(root) (its slot is gone: revoked)")
+        }
+        let full = "\(root)/\(slotPath)"
+        guard slot.keyVault == config.id, slot.principal == principal, slot.boxKey == entry.boxKey else {
+            throw DiskVaultError(.corrupt, "slot of principal \(principal) belongs elsewhere: refused", path: full)
+        }
+        guard slot.epoch >= entry.since else {
+            throw DiskVaultError(.permission, "slot of principal \(principal) is older than its credential (an old copy was put back): refused", path: full)
+        }
+        guard slot.epoch <= policy.epoch else {
+            throw DiskVaultError(.corrupt, "policy.json is older than principal \(principal)'s slot: an old copy of the policy was put back; refused", path: "\(root)/\(KeyVaultFormat.policyPath)")
+        }
+        var keys: [Capability: [Int: X25519Key]] = [:]
+        for (name, generations) in slot.capabilities {
+            guard let c = Capability(rawValue: name) else { continue }
+            for (g, sealed) in generations {
+                guard let gen = Int(g), let boxBytes = unbase64(sealed),
+                    let plain = SealedToKey.open(boxBytes, with: box, associatedData: slotAD(config.id, principal, c, gen)),
+                    let k = X25519Key(privateKey: plain)
+                else { throw DiskVaultError(.corrupt, "slot of principal \(principal) is damaged (capability \(name) generation \(g))", path: full) }
+                keys[c, default: [:]][gen] = k
+            }
+        }
+        // The slot must hold the current generation of every capability the grant names.
+        for c in Capability.held(by: entry.grant) {
+            guard let current = policy.key(c), let k = keys[c]?[current.generation], Data.base64(k.publicKey) == current.publicKey else {
+                throw DiskVaultError(.permission, "slot of principal \(principal) lacks the current key of \(c.rawValue): the administrator must grant its access again", path: full)
+            }
+        }
+        return KeyVault(root: root, config: config, principal: principal, grant: entry.grant, policy: policy, capabilityKeys: keys,
+                        signer: Signer(key: signing, name: "principal:\(principal)", certificate: slot.certificate), admin: nil)
     }
 
-    static func credentialKey(_ secret: [UInt8]) -> [UInt8] {
-        SHA256.digest(Array("diskvault credential".utf8) + secret).bytes
+    static func slotAD(_ id: String, _ principal: String, _ c: Capability, _ generation: Int) -> [UInt8] {
+        Array("slot:\(id):\(principal):\(c.rawValue):\(generation)".utf8)
     }
 
     static func validatePrincipalName(_ name: String) throws(DiskVaultError) {
@@ -219,9 +345,16 @@ public final class KeyVault {
         }
     }
 
+    static func validateItemName(_ name: String) throws(DiskVaultError) {
+        do { try DiskName.validate(name) } catch {
+            throw DiskVaultError(.usage, "invalid name \"\(name)\": use letters, digits, '.', '_' and '-'")
+        }
+    }
+
     // MARK: permissions
 
-    /// Whether this opener holds every one of `permissions` on `scope`.
+    /// Whether this opener holds every one of `permissions` on `scope` (the administrator holds all). What
+    /// it can decrypt follows from the capability keys it holds, whatever this says.
     public func holds(_ scope: Scope, _ permissions: [Permission]) -> Bool {
         guard let grant else { return true }
         let held = Set(scope == .keys ? grant.keys : grant.secrets)
@@ -234,242 +367,88 @@ public final class KeyVault {
         }
     }
 
-    // MARK: sealed items
-
-    func writeSealed<T: Encodable>(_ relative: String, _ value: T) throws(DiskVaultError) {
-        let box = AESGCM.seal(try JSON.encode(value, pretty: false), key: masterKey, associatedData: Array(relative.utf8))
-        try FileSystem.makeDirectories(FileSystem.parentDirectory(of: "\(root)/\(relative)"))
-        try FileSystem.writeFileAtomically("\(root)/\(relative)", box, mode: 0o600)
+    func requireAdministrator(_ doing: String) throws(DiskVaultError) {
+        guard isAdministrator else { throw DiskVaultError(.permission, "only the key vault administrator can \(doing)") }
     }
 
-    func readSealed<T: Decodable>(_ relative: String) throws(DiskVaultError) -> T {
-        let box = try FileSystem.readFile("\(root)/\(relative)", limit: 1 << 20)
-        guard let plain = AESGCM.open(box, key: masterKey, associatedData: Array(relative.utf8)),
-            let value = try? JSONDecoder().decode(T.self, from: Data(plain))
-        else { throw DiskVaultError(.corrupt, "key vault item is damaged or was not sealed by this key vault", path: "\(root)/\(relative)") }
+    // MARK: signed files
+
+    /// Reads and checks a file the administrator signed, and decodes its payload.
+    static func readAdminSigned<T: Decodable>(root: String, path: String, kind: String, adminKey: [UInt8]) throws(DiskVaultError) -> T {
+        let full = "\(root)/\(path)"
+        let bytes = try FileSystem.readFile(full, limit: KeyVaultFormat.maxFileSize)
+        let payload = try checkSigned(bytes, path: path, kind: kind, full: full) { (signer, _) throws(DiskVaultError) in
+            guard signer == "admin" else {
+                throw DiskVaultError(.permission, "\(kind) is signed by \(signer), not by the key vault's administrator: refused", path: full)
+            }
+            return adminKey
+        }
+        guard let value = try? JSONDecoder().decode(T.self, from: Data(payload)) else {
+            throw DiskVaultError(.corrupt, "\(kind) is damaged (its signed contents do not decode)", path: full)
+        }
         return value
     }
 
-    func versions(_ relative: String) throws(DiskVaultError) -> [Int] {
-        try FileSystem.list("\(root)/\(relative)").compactMap(Int.init).sorted()
-    }
-
-    // MARK: keys
-
-    public func createKey(name: String, kind: KeyKind) throws(DiskVaultError) -> KeyRecord {
-        try authorize(.keys, .set)
-        let material: [UInt8]
-        switch kind {
-        case .rsa2048: material = RSAKey.generate(bits: 2048).privatePEM()
-        case .rsa3072: material = RSAKey.generate(bits: 3072).privatePEM()
-        case .aes256: material = SecureRandom.bytes(32)
-        case .rsa4096: throw DiskVaultError(.usage, "key kind must be rsa-2048, rsa-3072 or aes-256 (rsa-4096 keys can be imported)")
+    /// Checks a signed file's form and signature; `key` names the public key its signer must have signed with.
+    static func checkSigned(
+        _ bytes: [UInt8], path: String, kind: String, full: String,
+        key: (String, SignedFile) throws(DiskVaultError) -> [UInt8]
+    ) throws(DiskVaultError) -> [UInt8] {
+        guard let file = try? JSONDecoder().decode(SignedFile.self, from: Data(bytes)), file.format == KeyVaultFormat.signedFormat else {
+            throw DiskVaultError(.corrupt, "not a signed key vault file", path: full)
         }
-        return try storeKey(name: name, kind: kind, material: material)
-    }
-
-    /// Imports a standalone PEM private key; a certificate, or a key inside one, is refused.
-    public func importKey(name: String, pem: [UInt8], source: String) throws(DiskVaultError) -> KeyRecord {
-        try authorize(.keys, .set)
-        let key = try RSAKey.importPEM(pem, source: source)
-        guard let kind = KeyKind(rawValue: "rsa-\(key.bits)") else {
-            throw DiskVaultError(.unsupported, "an RSA key of \(key.bits) bits is not supported (2048, 3072 or 4096)", path: source)
+        guard file.kind == kind else { throw DiskVaultError(.corrupt, "holds a \(file.kind), not a \(kind): refused", path: full) }
+        guard let payload = unbase64(file.payload), let signature = unbase64(file.signature) else {
+            throw DiskVaultError(.corrupt, "signed file is damaged (not base64)", path: full)
         }
-        return try storeKey(name: name, kind: kind, material: key.privatePEM())
-    }
-
-    func storeKey(name: String, kind: KeyKind, material: [UInt8]) throws(DiskVaultError) -> KeyRecord {
-        try Self.validateItemName(name)
-        let version = (try versions("data/keys/\(name)").last ?? 0) + 1
-        let record = KeyRecord(name: name, version: version, kind: kind, material: Data(material).base64EncodedString(), created: Timestamp.format(Date()))
-        try writeSealed("data/keys/\(name)/\(version)", record)
-        return record
-    }
-
-    public func key(name: String, version: Int? = nil) throws(DiskVaultError) -> KeyRecord {
-        try authorize(.keys, .get)
-        try Self.validateItemName(name)
-        let newest = try versions("data/keys/\(name)").last
-        guard let v = version ?? newest, FileSystem.exists("\(root)/data/keys/\(name)/\(v)") else {
-            throw DiskVaultError(.notFound, "key \(name)\(version.map { " version \($0)" } ?? "") is not in key vault \(root)")
+        let publicKey = try key(file.signer, file)
+        guard Ed25519Key.verify(signature, message: SignedFile.message(kind: kind, path: path, payload: payload), publicKey: publicKey) else {
+            throw DiskVaultError(.permission, "\(kind) was not signed by \(file.signer == "admin" ? "the key vault's administrator" : file.signer) (written or moved by someone else): refused", path: full)
         }
-        return try readSealed("data/keys/\(name)/\(v)")
+        return payload
     }
 
-    public func deleteKey(name: String) throws(DiskVaultError) {
-        try authorize(.keys, .delete)
-        try deleteItem("data/keys/\(name)", what: "key \(name)")
-    }
-
-    // MARK: secrets
-
-    /// Stores a new version of a secret: the BEK itself, or wrapped by the key `wrapKey`.
-    public func setSecret(name: String, value: [UInt8], wrapKey: String? = nil, volume: String? = nil, tags: [String: String] = [:]) throws(DiskVaultError) -> SecretRecord {
-        try authorize(.secrets, .set)
-        try Self.validateItemName(name)
-        guard !value.isEmpty, value.count <= 1 << 16 else { throw DiskVaultError(.usage, "a secret must be 1 byte to 64 KiB") }
-        var stored = value
-        var wrap: SecretRecord.Wrap? = nil
-        if let wrapKey {
-            let kek = try key(name: wrapKey)
-            stored = try Self.wrap(value, with: kek)
-            wrap = .init(key: kek.name, keyVersion: kek.version, algorithm: kek.kind == .aes256 ? "A256KWP" : "RSA-OAEP-256")
+    static func readPolicy(root: String, config: Config, adminKey: [UInt8]) throws(DiskVaultError) -> Policy {
+        let policy: Policy = try readAdminSigned(root: root, path: KeyVaultFormat.policyPath, kind: "policy", adminKey: adminKey)
+        guard policy.keyVault == config.id else {
+            throw DiskVaultError(.corrupt, "policy belongs to another key vault: refused", path: "\(root)/\(KeyVaultFormat.policyPath)")
         }
-        var allTags = tags
-        if let volume { allTags["volume"] = volume.lowercased() }
-        let version = (try versions("data/secrets/\(name)").last ?? 0) + 1
-        let record = SecretRecord(name: name, version: version, value: Data(stored).base64EncodedString(), wrap: wrap, tags: allTags, created: Timestamp.format(Date()))
-        try writeSealed("data/secrets/\(name)/\(version)", record)
-        return record
+        return policy
     }
 
-    public func secret(name: String, version: Int? = nil) throws(DiskVaultError) -> SecretRecord {
-        try authorize(.secrets, .get)
-        try Self.validateItemName(name)
-        let newest = try versions("data/secrets/\(name)").last
-        guard let v = version ?? newest, FileSystem.exists("\(root)/data/secrets/\(name)/\(v)") else {
-            throw DiskVaultError(.notFound, "secret \(name)\(version.map { " version \($0)" } ?? "") is not in key vault \(root)")
-        }
-        return try readSealed("data/secrets/\(name)/\(v)")
-    }
-
-    /// The BEK in clear: the stored value, unwrapped with its KEK when wrapped.
-    public func unwrappedValue(of secret: SecretRecord) throws(DiskVaultError) -> [UInt8] {
-        guard let value = Data(base64Encoded: secret.value) else { throw DiskVaultError(.corrupt, "secret \(secret.name) is damaged") }
-        guard let wrap = secret.wrap else { return Array(value) }
-        // Unwrapping needs the KEK: permission to unwrap with it, or to get it.
-        if !holds(.keys, [.unwrap]) { try authorize(.keys, .get) }
-        return try Self.unwrap(Array(value), with: try key(name: wrap.key, version: wrap.keyVersion), secret: secret.name)
-    }
-
-    public func deleteSecret(name: String) throws(DiskVaultError) {
-        try authorize(.secrets, .delete)
-        try deleteItem("data/secrets/\(name)", what: "secret \(name)")
-    }
-
-    /// The newest version of each secret, for listing and for finding a volume's secret.
-    public func secrets() throws(DiskVaultError) -> [SecretRecord] {
-        try authorize(.secrets, .list)
-        try authorize(.secrets, .get)
-        var out: [SecretRecord] = []
-        for name in try FileSystem.list("\(root)/data/secrets").sorted() {
-            if let v = try versions("data/secrets/\(name)").last { out.append(try readSealed("data/secrets/\(name)/\(v)")) }
-        }
-        return out
-    }
-
-    public func keys() throws(DiskVaultError) -> [KeyRecord] {
-        try authorize(.keys, .list)
-        var out: [KeyRecord] = []
-        for name in try FileSystem.list("\(root)/data/keys").sorted() {
-            if let v = try versions("data/keys/\(name)").last {
-                var record: KeyRecord = try readSealed("data/keys/\(name)/\(v)")
-                record.material = ""
-                out.append(record)
+    /// Signs `value` as this opener and writes it to `path` atomically.
+    func writeSigned<T: Encodable>(_ value: T, kind: String, path: String, certificate: String? = nil, newFile: Bool = false) throws(DiskVaultError) {
+        let payload = try JSON.encode(value, pretty: false)
+        let file = SignedFile(
+            format: KeyVaultFormat.signedFormat, kind: kind, payload: Data.base64(payload), signer: signer.name,
+            signature: Data.base64(signer.key.sign(SignedFile.message(kind: kind, path: path, payload: payload))), certificate: certificate)
+        let full = "\(root)/\(path)"
+        try FileSystem.makeDirectories(FileSystem.parentDirectory(of: full))
+        if newFile {
+            guard try FileSystem.writeNewFileAtomically(full, try JSON.encode(file)) else {
+                throw DiskVaultError(.alreadyExists, "a key vault item with this id exists", path: full)
             }
-        }
-        return out
-    }
-
-    /// The newest secret tagged for `volume` (a LUKS UUID or BitLocker key GUID).
-    public func secret(forVolume volume: String) throws(DiskVaultError) -> SecretRecord? {
-        try secrets().last { $0.volume == volume.lowercased() }
-    }
-
-    func deleteItem(_ relative: String, what: String) throws(DiskVaultError) {
-        let dir = "\(root)/\(relative)"
-        guard FileSystem.isDirectory(dir) else { throw DiskVaultError(.notFound, "\(what) is not in key vault \(root)") }
-        for v in try FileSystem.list(dir) { try FileSystem.remove("\(dir)/\(v)") }
-        try FileSystem.removeDirectory(dir)
-    }
-
-    static func validateItemName(_ name: String) throws(DiskVaultError) {
-        do { try DiskName.validate(name) } catch {
-            throw DiskVaultError(.usage, "invalid name \"\(name)\": use letters, digits, '.', '_' and '-'")
-        }
-    }
-
-    // MARK: restoring items from a backup
-
-    /// Puts a key or secret version back exactly as it was backed up (same name and version).
-    func restore(key record: KeyRecord) throws(DiskVaultError) {
-        try authorize(.keys, .restore)
-        try writeSealed("data/keys/\(record.name)/\(record.version)", record)
-    }
-
-    func restore(secret record: SecretRecord) throws(DiskVaultError) {
-        try authorize(.secrets, .restore)
-        try writeSealed("data/secrets/\(record.name)/\(record.version)", record)
-    }
-
-    func hasKey(name: String, version: Int) -> Bool { FileSystem.exists("\(root)/data/keys/\(name)/\(version)") }
-    func hasSecret(name: String, version: Int) -> Bool { FileSystem.exists("\(root)/data/secrets/\(name)/\(version)") }
-
-    // MARK: access
-
-    /// Grants `principal` permissions and returns the credential file's contents. Granting again replaces the
-    /// permissions and issues a new credential (the old one stops working).
-    public func grantAccess(principal: String, keys: [Permission], secrets: [Permission]) throws(DiskVaultError) -> [UInt8] {
-        guard self.principal == nil else { throw DiskVaultError(.permission, "only the key vault administrator can grant access") }
-        try Self.validatePrincipalName(principal)
-        var policy: AccessPolicy = try readSealed("data/access")
-        policy.principals[principal] = Grant(keys: keys, secrets: secrets)
-        try writeSealed("data/access", policy)
-        let secret = SecureRandom.bytes(32)
-        let slot = PrincipalSlot(
-            principal: principal,
-            sealedMasterKey: Data(AESGCM.seal(masterKey, key: Self.credentialKey(secret), associatedData: Array("principal:\(principal)".utf8))).base64EncodedString())
-        try FileSystem.writeFileAtomically("\(root)/principals/\(principal).json", try JSON.encode(slot), mode: 0o600)
-        return try JSON.encode(Credential(keyVault: config.id, principal: principal, secret: Data(secret).base64EncodedString()))
-    }
-
-    public func revokeAccess(principal: String) throws(DiskVaultError) {
-        guard self.principal == nil else { throw DiskVaultError(.permission, "only the key vault administrator can revoke access") }
-        try Self.validatePrincipalName(principal)
-        var policy: AccessPolicy = try readSealed("data/access")
-        guard policy.principals.removeValue(forKey: principal) != nil else {
-            throw DiskVaultError(.notFound, "principal \(principal) has no access to key vault \(root)")
-        }
-        try writeSealed("data/access", policy)
-        try FileSystem.remove("\(root)/principals/\(principal).json")
-    }
-
-    public func accessPolicy() throws(DiskVaultError) -> [String: Grant] {
-        let policy: AccessPolicy = try readSealed("data/access")
-        return policy.principals
-    }
-
-    // MARK: wrapping
-
-    static func wrap(_ bek: [UInt8], with kek: KeyRecord) throws(DiskVaultError) -> [UInt8] {
-        guard let material = Data(base64Encoded: kek.material) else { throw DiskVaultError(.corrupt, "key \(kek.name) is damaged") }
-        if kek.kind == .aes256 {
-            guard let w = AESKeyWrap.wrap(bek, with: Array(material)) else { throw DiskVaultError(.io, "AES key wrap failed") }
-            return w
-        }
-        let rsa = try RSAKey.importPEM(Array(material), source: "key \(kek.name)")
-        guard let w = rsa.wrap(bek) else {
-            throw DiskVaultError(.usage, "secret too long to wrap with \(kek.kind) key \(kek.name) (RSA-OAEP holds at most \(rsa.bits / 8 - 66) bytes)")
-        }
-        return w
-    }
-
-    static func unwrap(_ wrapped: [UInt8], with kek: KeyRecord, secret: String) throws(DiskVaultError) -> [UInt8] {
-        guard let material = Data(base64Encoded: kek.material) else { throw DiskVaultError(.corrupt, "key \(kek.name) is damaged") }
-        let plain: [UInt8]?
-        if kek.kind == .aes256 {
-            plain = AESKeyWrap.unwrap(wrapped, with: Array(material))
         } else {
-            plain = try RSAKey.importPEM(Array(material), source: "key \(kek.name)").unwrap(wrapped)
+            try FileSystem.writeFileAtomically(full, try JSON.encode(file))
         }
-        guard let plain else {
-            throw DiskVaultError(.corrupt, "key \(kek.name) version \(kek.version) does not unwrap secret \(secret)")
-        }
-        return plain
     }
 
-    /// A key derived from the master key for sealing key backups stored with recovery points.
-    var keyBackupKey: [UInt8] {
-        HMACSHA256.authenticationCode(key: masterKey, message: Array("diskvault key backup".utf8)).bytes
+    func writePolicy(_ policy: Policy) throws(DiskVaultError) {
+        try requireAdministrator("change the access policy")
+        try writeSigned(policy, kind: "policy", path: KeyVaultFormat.policyPath)
+        self.policy = policy
+    }
+
+    /// Holds the key vault's write lock (a kernel lock on keyvault.lock) while `body` runs, so that two
+    /// writers never interleave their changes.
+    func withWriteLock<R>(_ body: () throws(DiskVaultError) -> R) throws(DiskVaultError) -> R {
+        let file = try FileDescriptor(path: "\(root)/keyvault.lock", flags: O_RDWR | O_CREAT | O_NOFOLLOW, doing: "cannot open the key vault's lock")
+        defer { try? file.close() }
+        let deadline = Date().addingTimeInterval(60)
+        while !(try file.tryLock(exclusive: true)) {
+            guard Date() < deadline else { throw DiskVaultError(.locked, "key vault \(root) is being changed by another process (waited 60 s)") }
+            usleep(20_000)
+        }
+        return try body()
     }
 }

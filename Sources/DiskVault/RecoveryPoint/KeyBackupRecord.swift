@@ -25,8 +25,8 @@ public struct KeyBackupRecord: Codable, Sendable, Equatable {
         /// SHA-256 of the volume's LUKS header and key-slot area when the key was checked: while it and the
         /// secret version stay the same, the next point reuses the check instead of paying for PBKDF2 again.
         public var headerDigest: String?
-        /// HMAC (under a key only the key vault holds) of the secret's stored value: a secret deleted and set
-        /// again with the same version number is not mistaken for the one checked before.
+        /// SHA-256 of the secret version's item file (sealed and signed; format 1: an HMAC of its value): a
+        /// secret deleted and set again with the same version number is not mistaken for the one checked before.
         public var secretMAC: String?
     }
 }

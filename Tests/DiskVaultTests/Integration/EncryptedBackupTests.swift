@@ -135,8 +135,20 @@ final class EncryptedBackupTests: XCTestCase {
             XCTAssertEqual(try Tool.run(Tool.diskvault, set).status, 0)
             let b = try t.backup(image, disk: "d\(n)")
             let v = try XCTUnwrap(((try b.json()["keyBackup"] as? [String: Any])?["volumes"] as? [[String: Any]])?.first)
-            XCTAssertEqual(v["check"] as? String, "fits", "\(v)")
             XCTAssertEqual(v["wrappedBy"] as? String, wrap)
+            if let wrap {
+                // The backup principal (get,list) holds the wrapped BEK only: it cannot check it, and says so.
+                XCTAssertEqual(v["check"] as? String, "unchecked", "\(v)")
+                XCTAssertEqual(v["checkDetail"] as? String, "no unwrap permission on key \(wrap)", "\(v)")
+                // A backup principal granted unwrap checks it.
+                let r = try Tool.run(Tool.diskvault, ["backup", image, "--vault", t.vault, "--disk", "d\(n)", "--json",
+                                                      "--keyvault", t.kv, "--principal", "restorer", "--credential", t.restoreCred])
+                XCTAssertEqual(r.status, 0, r.output)
+                let checked = ((try r.json()["keyBackup"] as? [String: Any])?["volumes"] as? [[String: Any]])?.first
+                XCTAssertEqual(checked?["check"] as? String, "fits", "\(checked ?? [:])")
+            } else {
+                XCTAssertEqual(v["check"] as? String, "fits", "\(v)")
+            }
             let out = t.s.file("restored-\(n).img"), key = t.s.file("exported-\(n)")
             _ = try t.restore(disk: "d\(n)", target: out, ["--export-key", key])
             XCTAssertTrue(try fileBytesEqual(image, out))

@@ -1,0 +1,192 @@
+import Foundation
+
+extension KeyVault {
+    // MARK: access
+
+    /// Grants `principal` permissions and returns the credential file's contents. Granting again replaces the
+    /// permissions and the credential: the old credential stops working, and every capability it held gets a
+    /// new key (as on revocation), so what it copied out opens nothing written from now on.
+    public func grantAccess(principal: String, keys: [Permission], secrets: [Permission]) throws(DiskVaultError) -> [UInt8] {
+        try requireAdministrator("grant access")
+        try Self.validatePrincipalName(principal)
+        return try withWriteLock { () throws(DiskVaultError) -> [UInt8] in
+            let grant = Grant(keys: keys, secrets: secrets)
+            let rotated = policy.principals[principal].map { Capability.held(by: $0.grant) } ?? []
+            return try changeAccess(issue: (principal, grant), removing: nil, rotating: rotated)!
+        }
+    }
+
+    /// Revokes a principal: its slot goes, every capability it held gets a new key, and every item is sealed
+    /// again under new part keys. A secret set afterwards is unreadable to it even with an old copy of every file.
+    public func revokeAccess(principal: String) throws(DiskVaultError) {
+        try requireAdministrator("revoke access")
+        try Self.validatePrincipalName(principal)
+        try withWriteLock { () throws(DiskVaultError) in
+            guard let entry = policy.principals[principal] else {
+                throw DiskVaultError(.notFound, "principal \(principal) has no access to key vault \(root)")
+            }
+            _ = try changeAccess(issue: nil, removing: principal, rotating: Capability.held(by: entry.grant))
+        }
+    }
+
+    /// Issues `principal` a new credential with the same grant; the old one stops working, as on revocation.
+    public func rotateCredential(principal: String) throws(DiskVaultError) -> [UInt8] {
+        try requireAdministrator("rotate a credential")
+        try Self.validatePrincipalName(principal)
+        return try withWriteLock { () throws(DiskVaultError) -> [UInt8] in
+            guard let entry = policy.principals[principal] else {
+                throw DiskVaultError(.notFound, "principal \(principal) has no access to key vault \(root)")
+            }
+            return try changeAccess(issue: (principal, entry.grant), removing: nil, rotating: Capability.held(by: entry.grant))!
+        }
+    }
+
+    public func accessPolicy() throws(DiskVaultError) -> [String: Grant] {
+        policy.principals.mapValues(\.grant)
+    }
+
+    /// One change of access, in an order that a crash at any point leaves safe: (1) keyvault.json with new
+    /// generations of the rotated capabilities, (2) the slots of everyone who keeps them, the removed or
+    /// replaced principal's slot, (3) the policy naming the new keys, (4) every item sealed again, then the
+    /// policy once more recording the re-seal. Until (4) ends every remaining principal holds old and new keys.
+    func changeAccess(issue: (String, Grant)?, removing: String?, rotating: Set<Capability>) throws(DiskVaultError) -> [UInt8]? {
+        guard var admin else { throw DiskVaultError(.permission, "only the key vault administrator can change access") }
+        var policy = self.policy
+        let epoch = max(policy.epoch, admin.secrets.epoch) + 1
+        policy.epoch = epoch
+        // (1) New generations.
+        for c in rotating.sorted() {
+            let current = policy.key(c)?.generation ?? 0
+            let gen = max(current, (admin.secrets.capabilities[c.rawValue] ?? [:]).keys.compactMap(Int.init).max() ?? 0) + 1
+            let k = X25519Key.generate()
+            admin.secrets.capabilities[c.rawValue, default: [:]][String(gen)] = Data.base64(k.privateKey)
+            capabilityKeys[c, default: [:]][gen] = k
+            policy.capabilities[c.rawValue] = .init(generation: gen, publicKey: Data.base64(k.publicKey))
+        }
+        admin.secrets.epoch = epoch
+        // keyvault.json changes only when keys were made (a new principal needs none): an upgrade grants its
+        // principals before it writes keyvault.json, which is its commit.
+        if !rotating.isEmpty { try writeAdminSecrets(admin.secrets, key: admin.sealingKey) }
+        self.admin = admin
+        // (2) Slots.
+        var credential: [UInt8]? = nil
+        if let removing {
+            policy.principals[removing] = nil
+            try? FileSystem.remove("\(root)/\(KeyVaultFormat.slotPath(removing))")
+        }
+        if let (name, grant) = issue {
+            let secret = SecureRandom.bytes(32)
+            let (box, signing) = Self.credentialKeys(secret, keyVault: config.id)
+            policy.principals[name] = .init(keys: grant.keys, secrets: grant.secrets, boxKey: Data.base64(box.publicKey),
+                                            signingKey: Data.base64(signing.publicKey), since: epoch)
+            credential = try JSON.encode(CredentialFile(
+                format: KeyVaultFormat.credentialFormat, version: KeyVaultFormat.version, keyVault: config.id, principal: name,
+                adminKey: config.adminKey, secret: Data.base64(secret)))
+        }
+        for (name, entry) in policy.principals.sorted(by: { $0.key < $1.key }) {
+            let held = Capability.held(by: entry.grant)
+            guard name == issue?.0 || !held.isDisjoint(with: rotating) else { continue }
+            try writeSlot(name, entry, epoch: epoch)
+        }
+        // (3) The policy.
+        try writePolicy(policy)
+        // (4) Every item sealed again, when keys were rotated.
+        if !rotating.isEmpty { try resealItems() }
+        return credential
+    }
+
+    /// Writes `name`'s slot: every generation of each capability its grant names, sealed to its box key, and
+    /// its writer certificate.
+    func writeSlot(_ name: String, _ entry: Policy.PrincipalEntry, epoch: Int) throws(DiskVaultError) {
+        guard let admin, let boxKey = unbase64(entry.boxKey) else { throw DiskVaultError(.corrupt, "principal \(name) has a damaged box key in the policy") }
+        var sealed: [String: [String: String]] = [:]
+        for c in Capability.held(by: entry.grant) {
+            for (g, text) in admin.secrets.capabilities[c.rawValue] ?? [:] {
+                guard let gen = Int(g), let privateKey = unbase64(text),
+                    let box = SealedToKey.seal(privateKey, to: boxKey, associatedData: Self.slotAD(config.id, name, c, gen))
+                else { throw DiskVaultError(.corrupt, "cannot seal capability \(c.rawValue) for principal \(name)") }
+                sealed[c.rawValue, default: [:]][g] = Data.base64(box)
+            }
+        }
+        let cert = WriterCertificate(keyVault: config.id, principal: name, signingKey: entry.signingKey, keys: entry.keys, secrets: entry.secrets, since: entry.since)
+        let certPayload = try JSON.encode(cert, pretty: false)
+        let certPath = KeyVaultFormat.writerPath(name)
+        let certFile = SignedFile(
+            format: KeyVaultFormat.signedFormat, kind: "writer", payload: Data.base64(certPayload), signer: "admin",
+            signature: Data.base64(signer.key.sign(SignedFile.message(kind: "writer", path: certPath, payload: certPayload))), certificate: nil)
+        let slot = Slot(keyVault: config.id, principal: name, epoch: epoch, boxKey: entry.boxKey, capabilities: sealed,
+                        certificate: Data.base64(try JSON.encode(certFile, pretty: false)))
+        try writeSigned(slot, kind: "slot", path: KeyVaultFormat.slotPath(name))
+    }
+
+    /// Seals every item again, under new part keys and the current capability keys, signed by the
+    /// administrator; then records the re-seal in the policy, so that an old copy of an item is refused.
+    func resealItems() throws(DiskVaultError) {
+        let epoch = policy.epoch
+        itemCache = [:]
+        for c in try loadItems() {
+            let full = "\(root)/\(c.path)"
+            var parts: [(ItemPart, [UInt8])] = []
+            var kind: KeyKind? = nil
+            if c.item.scope == .keys, let listing = try decodePart(KeyListing.self, c.item, .listing, shownAs: full) { kind = listing.kind }
+            for name in c.item.parts.keys.sorted() {
+                guard let part = ItemPart(rawValue: name), let plain = try openPart(c.item, part, shownAs: full) else {
+                    throw DiskVaultError(.corrupt, "item has a part the administrator cannot open (\(name))", path: full)
+                }
+                parts.append((part, plain))
+            }
+            try writeItem(try sealItem(id: c.id, scope: c.item.scope, kind: kind, parts: parts, epoch: epoch), replacing: true)
+        }
+        if admin?.secrets.legacyKeyBackupKey != nil { try writeLegacy() }
+        var policy = self.policy
+        policy.resealed = epoch
+        try writePolicy(policy)
+        itemCache = [:]
+    }
+
+    func writeAdminSecrets(_ secrets: AdminSecrets, key: [UInt8]) throws(DiskVaultError) {
+        var config = self.config
+        config.sealedAdmin = try Self.sealAdmin(secrets, key: key, id: config.id)
+        try FileSystem.writeFileAtomically("\(root)/keyvault.json", try JSON.encode(config))
+    }
+
+    /// Seals the administrator's keys under a new passphrase (new salt; `logN` as given, or as before).
+    public func changePassphrase(_ passphrase: [UInt8], logN: Int? = nil) throws(DiskVaultError) {
+        try requireAdministrator("change the passphrase")
+        guard let admin else { return }
+        let work = logN ?? config.kdf.logN
+        guard (10...20).contains(work) else { throw DiskVaultError(.usage, "--kdf-work-factor must be from 10 to 20") }
+        guard !passphrase.isEmpty else { throw DiskVaultError(.usage, "the key vault passphrase is empty") }
+        try withWriteLock { () throws(DiskVaultError) in
+            let (kdf, key) = try Self.newKDF(passphrase, logN: work)
+            var config = self.config
+            config.kdf = kdf
+            config.sealedAdmin = try Self.sealAdmin(admin.secrets, key: key, id: config.id)
+            try FileSystem.writeFileAtomically("\(root)/keyvault.json", try JSON.encode(config))
+        }
+    }
+
+    // MARK: format-1 key backups
+
+    /// legacy.json: the format-1 key-backup key sealed to the current `secrets.restore` key.
+    func writeLegacy() throws(DiskVaultError) {
+        guard let key = admin?.secrets.legacyKeyBackupKey.flatMap(unbase64), let current = policy.key(.secretsRestore),
+            let publicKey = unbase64(current.publicKey),
+            let box = SealedToKey.seal(key, to: publicKey, associatedData: Array("legacy:\(config.id):\(current.generation)".utf8))
+        else { return }
+        try writeSigned(Legacy(keyVault: config.id, generation: current.generation, sealedKey: Data.base64(box)), kind: "legacy", path: KeyVaultFormat.legacyPath)
+    }
+
+    /// The format-1 key-backup key, for the administrator and principals with restore on secrets; nil when
+    /// this key vault was never upgraded from format 1 or the opener may not have it.
+    func legacyKeyBackupKey() throws(DiskVaultError) -> [UInt8]? {
+        if let admin { return admin.secrets.legacyKeyBackupKey.flatMap(unbase64) }
+        guard FileSystem.exists("\(root)/\(KeyVaultFormat.legacyPath)") else { return nil }
+        let legacy: Legacy = try Self.readAdminSigned(root: root, path: KeyVaultFormat.legacyPath, kind: "legacy", adminKey: adminPublicKey)
+        guard let key = capabilityKeys[.secretsRestore]?[legacy.generation], let box = unbase64(legacy.sealedKey) else { return nil }
+        guard let plain = SealedToKey.open(box, with: key, associatedData: Array("legacy:\(config.id):\(legacy.generation)".utf8)) else {
+            throw DiskVaultError(.corrupt, "legacy.json is damaged", path: "\(root)/\(KeyVaultFormat.legacyPath)")
+        }
+        return plain
+    }
+}

