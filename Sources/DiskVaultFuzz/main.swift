@@ -8,7 +8,8 @@ import DiskVault
 /// Which parser to feed: mbr, gpt, luks1, luks2, bitlocker or layout (all of them, as inspect reads a disk);
 /// blob (a chunk blob: header, CRC, inflate into a chunk-sized buffer, and the in-place check a restore
 /// makes of a raw blob), index (a recovery point's index), manifest (a point's manifest.json) or vaultconfig
-/// (vault.json).
+/// (vault.json), or keyvault (a key vault's files: the first byte picks policy.json, a principal's slot, an
+/// item or keyvault.json, the rest replaces it; then the key vault is opened as the principal and listed).
 let parser = getenv("DISKVAULT_FUZZ_PARSER").map { String(cString: $0) } ?? "layout"
 
 /// A chunk-sized output, and the inflater a restore worker would use.
@@ -54,7 +55,44 @@ func feedVaultFormat(_ bytes: UnsafeRawBufferPointer) {
     }
 }
 
+/// A key vault made once per run: an AES KEK, a secret wrapped by it, a secret in clear, principal p (get,list).
+let fuzzKeyVault: (root: String, credential: String, files: [String: [UInt8]]) = {
+    let root = "/dev/shm/diskvault-fuzz-kv-\(getpid())"
+    let kv = try! KeyVault.create(root, passphrase: Array("fuzz".utf8), logN: 10)
+    _ = try! kv.createKey(name: "kek", kind: .aes256)
+    _ = try! kv.setSecret(name: "wrapped", value: Array("a disk key".utf8), wrapKey: "kek", volume: "vol-1")
+    _ = try! kv.setSecret(name: "plain", value: Array("another disk key".utf8), volume: "vol-2")
+    let credential = "\(root).cred"
+    let bytes = try! kv.grantAccess(principal: "p", keys: [.get, .list], secrets: [.get, .list])
+    _ = try? FileSystem.remove(credential)
+    try! FileSystem.writeFileAtomically(credential, bytes)
+    let item = try! FileSystem.list("\(root)/items").sorted()[0]
+    var files: [String: [UInt8]] = [:]
+    for f in ["policy.json", "principals/p.json", "items/\(item)", "keyvault.json"] { files[f] = try! FileSystem.readFile("\(root)/\(f)") }
+    return (root, credential, files)
+}()
+
+func feedKeyVault(_ bytes: UnsafeRawBufferPointer) {
+    let kv = fuzzKeyVault
+    let names = kv.files.keys.sorted()
+    let which = names[Int(bytes.first ?? 0) % names.count]
+    let path = "\(kv.root)/\(which)"
+    try! FileSystem.writeFileAtomically(path, Array(bytes.dropFirst()))
+    defer { try! FileSystem.writeFileAtomically(path, kv.files[which]!) }
+    // Refused with a reason, or opened and listed; only crashes, hangs and leaks are findings.
+    if let opened = try? KeyVault.open(kv.root, principal: "p", credentialFile: kv.credential) {
+        _ = try? opened.secrets()
+        _ = try? opened.keys()
+        if let s = try? opened.secret(forVolume: "vol-2") { _ = try? opened.unwrappedValue(of: s) }
+    }
+    // The administrator's scrypt parameters come from keyvault.json: not the fuzzer's to pick (up to 1 GiB).
+    if which != "keyvault.json", let admin = try? KeyVault.open(kv.root, passphrase: Array("fuzz".utf8)) {
+        if let s = try? admin.secret(name: "wrapped") { _ = try? admin.unwrappedValue(of: s) }
+    }
+}
+
 func feed(_ bytes: UnsafeRawBufferPointer) {
+    if parser == "keyvault" { return feedKeyVault(bytes) }
     if ["blob", "index", "manifest", "vaultconfig"].contains(parser) { return feedVaultFormat(bytes) }
     let fd = FuzzInput.memfd()
     let file = FileDescriptor(adopting: fd, path: "fuzz-input")

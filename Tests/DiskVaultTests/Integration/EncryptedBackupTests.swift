@@ -160,6 +160,39 @@ final class EncryptedBackupTests: XCTestCase {
         try t.run("keyvault", "key", "delete", t.kv, "--name", "rsa-kek")
         let r = try t.restore(disk: "d2", target: t.s.file("again.img"), expect: 1)
         XCTAssertTrue(r.stderr.contains("key rsa-kek version 1") && r.stderr.contains("keys restore"), r.stderr)
+
+        // The point's key backup carries the KEK's item, which the backup principal copied without being able
+        // to open it. Edited by hand (its items swapped, the manifest's digest made to match), it is refused,
+        // naming it; as written, the restorer puts the KEK back and the disk's key unwraps again.
+        let points = try XCTUnwrap(try Tool.dv("points", "--vault", t.vault, "--disk", "d2", "--json").json()["points"] as? [[String: Any]])
+        let id = try XCTUnwrap(points.first?["id"] as? String)
+        let folder = "\(t.vault)/disks/d2/points/\(id)"
+        let keys = try Data(contentsOf: URL(fileURLWithPath: "\(folder)/keys"))
+        let manifest = try Data(contentsOf: URL(fileURLWithPath: "\(folder)/manifest.json"))
+        try Tool.sh("""
+            /usr/bin/python3 - <<'PY'
+            import json, hashlib
+            k = json.load(open("\(folder)/keys"))
+            a, b = k["items"][0], k["items"][1]
+            a["file"], b["file"] = b["file"], a["file"]
+            blob = json.dumps(k).encode()
+            open("\(folder)/keys", "wb").write(blob)
+            m = json.load(open("\(folder)/manifest.json"))
+            m["keyBackup"]["blobDigest"] = hashlib.sha256(blob).hexdigest()
+            json.dump(m, open("\(folder)/manifest.json", "w"))
+            PY
+            """)
+        let forged = try Tool.run(Tool.diskvault, ["keys", "restore", "--vault", t.vault, "--disk", "d2", "--point", id] + t.asRestorer)
+        XCTAssertEqual(forged.status, 1, forged.output)
+        XCTAssertTrue(forged.stderr.contains("\(folder)/keys") && forged.stderr.contains("refused"), forged.stderr)
+        try keys.write(to: URL(fileURLWithPath: "\(folder)/keys"))
+        try manifest.write(to: URL(fileURLWithPath: "\(folder)/manifest.json"))
+        let put = try Tool.run(Tool.diskvault, ["keys", "restore", "--vault", t.vault, "--disk", "d2", "--point", id] + t.asRestorer)
+        XCTAssertEqual(put.status, 0, put.output)
+        XCTAssertTrue(put.stdout.contains("restored key rsa-kek version 1"), put.stdout)
+        XCTAssertTrue(put.stdout.contains("secret disk2 version 1"), put.stdout)
+        _ = try t.restore(disk: "d2", target: t.s.file("again.img"), ["--export-key", t.s.file("again.key")])
+        XCTAssertTrue(try fileBytesEqual(t.s.file("key-2"), t.s.file("again.key")))
     }
 
     func testBitLockerStartupKeyBackupAndRestore() throws {
