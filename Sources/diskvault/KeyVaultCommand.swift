@@ -189,6 +189,11 @@ struct KeyVaultAccessCommand: ParsableCommand {
         @Option(name: .long, help: "Where to write the credential (mode 0600).") var credentialOut: String
         @OptionGroup var admin: AdminOptions
         func run() throws {
+            guard !FileSystem.exists(credentialOut) else { throw DiskVaultError(.alreadyExists, "credential file exists (it must not exist yet)", path: credentialOut) }
+            let keyPermissions = try KeyVaultAccessCommand.permissions(keys)
+            if keyPermissions.contains(.wrap) && !keyPermissions.contains(.unwrap) {
+                Terminal.warning("wrap on keys reveals every AES KEK (AES key wrap needs the key itself): a principal that must not unwrap should wrap with RSA KEKs")
+            }
             let credential = try admin.open(keyvault).grantAccess(
                 principal: principal, keys: try KeyVaultAccessCommand.permissions(keys), secrets: try KeyVaultAccessCommand.permissions(secrets))
             try writePrivateFile(credentialOut, credential)
@@ -262,8 +267,18 @@ struct KeyVaultUpgrade: ParsableCommand {
     func run() throws {
         let result = try KeyVault.upgrade(keyvault, passphrase: try admin.passphrase(), credentialsOut: credentialsOut)
         if output.json { printJSON(result); return }
+        if result.resumed {
+            print("key vault \(keyvault) (id \(result.id)) was upgraded already; removed what the interrupted upgrade left")
+            return
+        }
         print("upgraded key vault \(keyvault) (id \(result.id)) to format 2: \(result.keys) key and \(result.secrets) secret versions")
-        for (p, f) in result.credentials.sorted(by: { $0.key < $1.key }) { print("new credential for \(p): \(f)") }
+        for (p, f) in result.credentials.sorted(by: { $0.key < $1.key }) {
+            let g = result.grants[p]
+            print("new credential for \(p): \(f) (keys [\(g?.keys.map(\.rawValue).joined(separator: ",") ?? "")], secrets [\(g?.secrets.map(\.rawValue).joined(separator: ",") ?? "")])")
+        }
+        if !result.grants.isEmpty {
+            Terminal.warning("format 1 let every principal rewrite the grants and items: check the grants above (keyvault list), and revoke what you did not grant")
+        }
     }
 }
 

@@ -45,31 +45,40 @@ extension KeyVault {
         policy.principals.mapValues(\.grant)
     }
 
-    /// One change of access, in an order that a crash at any point leaves safe: (1) keyvault.json with new
-    /// generations of the rotated capabilities, (2) the slots of everyone who keeps them, the removed or
-    /// replaced principal's slot, (3) the policy naming the new keys, (4) every item sealed again, then the
-    /// policy once more recording the re-seal. Until (4) ends every remaining principal holds old and new keys.
+    /// One change of access, in an order that a crash at any point leaves safe and that running the same
+    /// command again finishes: (1) keyvault.json with new generations of the rotated capabilities; (2) when a
+    /// principal's key leaves (revoke, rotate, grant again), every item sealed again under new part keys to the
+    /// newest keys and signed by the administrator — while the old policy still stands, so that the items that
+    /// principal wrote are accepted one last time; (3) the slots of everyone who keeps a rotated capability,
+    /// the issued one, the removed one deleted; (4) the policy, naming the new keys and the re-seal.
     func changeAccess(issue: (String, Grant)?, removing: String?, rotating: Set<Capability>) throws(DiskVaultError) -> [UInt8]? {
         guard var admin else { throw DiskVaultError(.permission, "only the key vault administrator can change access") }
         var policy = self.policy
         let epoch = max(policy.epoch, admin.secrets.epoch) + 1
-        policy.epoch = epoch
+        let leaving = removing ?? issue.flatMap { policy.principals[$0.0] != nil ? $0.0 : nil }
         // (1) New generations.
         for c in rotating.sorted() {
-            let current = policy.key(c)?.generation ?? 0
-            let gen = max(current, (admin.secrets.capabilities[c.rawValue] ?? [:]).keys.compactMap(Int.init).max() ?? 0) + 1
+            let gen = max(policy.key(c)?.generation ?? 0, capabilityKeys[c]?.keys.max() ?? 0) + 1
             let k = X25519Key.generate()
             admin.secrets.capabilities[c.rawValue, default: [:]][String(gen)] = Data.base64(k.privateKey)
             capabilityKeys[c, default: [:]][gen] = k
-            policy.capabilities[c.rawValue] = .init(generation: gen, publicKey: Data.base64(k.publicKey))
         }
         admin.secrets.epoch = epoch
         // keyvault.json changes only when keys were made (a new principal needs none): an upgrade grants its
         // principals before it writes keyvault.json, which is its commit.
         if !rotating.isEmpty { try writeAdminSecrets(admin.secrets, key: admin.sealingKey) }
         self.admin = admin
-        // (2) Slots.
+        for c in Capability.allCases {
+            if let (gen, key) = sealingKey(c) { policy.capabilities[c.rawValue] = .init(generation: gen, publicKey: Data.base64(key)) }
+        }
+        // (2) Every item sealed again.
+        if leaving != nil || !rotating.isEmpty {
+            try resealItems()
+            policy.resealed = self.policy.epoch
+        }
+        // (3) Slots.
         var credential: [UInt8]? = nil
+        policy.epoch = epoch
         if let removing {
             policy.principals[removing] = nil
             try? FileSystem.remove("\(root)/\(KeyVaultFormat.slotPath(removing))")
@@ -88,24 +97,22 @@ extension KeyVault {
             guard name == issue?.0 || !held.isDisjoint(with: rotating) else { continue }
             try writeSlot(name, entry, epoch: epoch)
         }
-        // (3) The policy.
+        // (4) The policy.
         try writePolicy(policy)
-        // (4) Every item sealed again, when keys were rotated.
-        if !rotating.isEmpty { try resealItems() }
         return credential
     }
 
     /// Writes `name`'s slot: every generation of each capability its grant names, sealed to its box key, and
     /// its writer certificate.
     func writeSlot(_ name: String, _ entry: Policy.PrincipalEntry, epoch: Int) throws(DiskVaultError) {
-        guard let admin, let boxKey = unbase64(entry.boxKey) else { throw DiskVaultError(.corrupt, "principal \(name) has a damaged box key in the policy") }
+        guard isAdministrator, let boxKey = unbase64(entry.boxKey) else { throw DiskVaultError(.corrupt, "principal \(name) has a damaged box key in the policy") }
         var sealed: [String: [String: String]] = [:]
         for c in Capability.held(by: entry.grant) {
-            for (g, text) in admin.secrets.capabilities[c.rawValue] ?? [:] {
-                guard let gen = Int(g), let privateKey = unbase64(text),
-                    let box = SealedToKey.seal(privateKey, to: boxKey, associatedData: Self.slotAD(config.id, name, c, gen))
-                else { throw DiskVaultError(.corrupt, "cannot seal capability \(c.rawValue) for principal \(name)") }
-                sealed[c.rawValue, default: [:]][g] = Data.base64(box)
+            for (gen, key) in capabilityKeys[c] ?? [:] {
+                guard let box = SealedToKey.seal(key.privateKey, to: boxKey, associatedData: Self.slotAD(config.id, name, c, gen)) else {
+                    throw DiskVaultError(.corrupt, "cannot seal capability \(c.rawValue) for principal \(name)")
+                }
+                sealed[c.rawValue, default: [:]][String(gen)] = Data.base64(box)
             }
         }
         let cert = WriterCertificate(keyVault: config.id, principal: name, signingKey: entry.signingKey, keys: entry.keys, secrets: entry.secrets, since: entry.since)
@@ -119,8 +126,9 @@ extension KeyVault {
         try writeSigned(slot, kind: "slot", path: KeyVaultFormat.slotPath(name))
     }
 
-    /// Seals every item again, under new part keys and the current capability keys, signed by the
-    /// administrator; then records the re-seal in the policy, so that an old copy of an item is refused.
+    /// Seals every item again, under new part keys and the newest capability keys, signed by the administrator,
+    /// keeping each item's id and the current policy's epoch (the policy then records the re-seal, so that an
+    /// old copy of an item is refused).
     func resealItems() throws(DiskVaultError) {
         let epoch = policy.epoch
         itemCache = [:]
@@ -138,9 +146,6 @@ extension KeyVault {
             try writeItem(try sealItem(id: c.id, scope: c.item.scope, kind: kind, parts: parts, epoch: epoch), replacing: true)
         }
         if admin?.secrets.legacyKeyBackupKey != nil { try writeLegacy() }
-        var policy = self.policy
-        policy.resealed = epoch
-        try writePolicy(policy)
         itemCache = [:]
     }
 
@@ -148,21 +153,24 @@ extension KeyVault {
         var config = self.config
         config.sealedAdmin = try Self.sealAdmin(secrets, key: key, id: config.id)
         try FileSystem.writeFileAtomically("\(root)/keyvault.json", try JSON.encode(config))
+        self.config = config
+        KeyVaultHighWater.record(config.id, epoch: secrets.epoch)
     }
 
     /// Seals the administrator's keys under a new passphrase (new salt; `logN` as given, or as before).
     public func changePassphrase(_ passphrase: [UInt8], logN: Int? = nil) throws(DiskVaultError) {
         try requireAdministrator("change the passphrase")
-        guard let admin else { return }
-        let work = logN ?? config.kdf.logN
-        guard (10...20).contains(work) else { throw DiskVaultError(.usage, "--kdf-work-factor must be from 10 to 20") }
+        if let logN, !(10...20).contains(logN) { throw DiskVaultError(.usage, "--kdf-work-factor must be from 10 to 20") }
         guard !passphrase.isEmpty else { throw DiskVaultError(.usage, "the key vault passphrase is empty") }
         try withWriteLock { () throws(DiskVaultError) in
-            let (kdf, key) = try Self.newKDF(passphrase, logN: work)
+            guard let admin else { return }
+            let (kdf, key) = try Self.newKDF(passphrase, logN: logN ?? config.kdf.logN)
             var config = self.config
             config.kdf = kdf
             config.sealedAdmin = try Self.sealAdmin(admin.secrets, key: key, id: config.id)
             try FileSystem.writeFileAtomically("\(root)/keyvault.json", try JSON.encode(config))
+            self.config = config
+            self.admin = (admin.secrets, key)
         }
     }
 
@@ -170,11 +178,10 @@ extension KeyVault {
 
     /// legacy.json: the format-1 key-backup key sealed to the current `secrets.restore` key.
     func writeLegacy() throws(DiskVaultError) {
-        guard let key = admin?.secrets.legacyKeyBackupKey.flatMap(unbase64), let current = policy.key(.secretsRestore),
-            let publicKey = unbase64(current.publicKey),
-            let box = SealedToKey.seal(key, to: publicKey, associatedData: Array("legacy:\(config.id):\(current.generation)".utf8))
+        guard let key = admin?.secrets.legacyKeyBackupKey.flatMap(unbase64), let (generation, publicKey) = sealingKey(.secretsRestore),
+            let box = SealedToKey.seal(key, to: publicKey, associatedData: Array("legacy:\(config.id):\(generation)".utf8))
         else { return }
-        try writeSigned(Legacy(keyVault: config.id, generation: current.generation, sealedKey: Data.base64(box)), kind: "legacy", path: KeyVaultFormat.legacyPath)
+        try writeSigned(Legacy(keyVault: config.id, generation: generation, sealedKey: Data.base64(box)), kind: "legacy", path: KeyVaultFormat.legacyPath)
     }
 
     /// The format-1 key-backup key, for the administrator and principals with restore on secrets; nil when

@@ -75,13 +75,18 @@ extension KeyVault {
             throw DiskVaultError(.corrupt, "holds \(names.count) items, more than the \(KeyVaultFormat.maxItems) a key vault may", path: dir)
         }
         var out: [CheckedItem] = []
+        var total = 0
         for name in names.sorted() where !FileSystem.isAtomicWriteTemporary(name) {
-            if let cached = itemCache[name] { out.append(cached); continue }
+            if let cached = itemCache[name] { out.append(cached); total += cached.bytes.count; continue }
             guard Self.isItemID(name) else {
                 throw DiskVaultError(.corrupt, "is not a key vault item (not an item id): refused", path: "\(dir)/\(name)")
             }
             let path = KeyVaultFormat.itemPath(name)
-            let bytes = try FileSystem.readFile("\(root)/\(path)", limit: KeyVaultFormat.maxFileSize)
+            let bytes = try FileSystem.readRegularFile("\(root)/\(path)", limit: KeyVaultFormat.maxItemSize)
+            total += bytes.count
+            guard total <= KeyVaultFormat.maxItemBytes else {
+                throw DiskVaultError(.corrupt, "holds more than \(KeyVaultFormat.maxItemBytes >> 20) MiB of items, more than a key vault may", path: dir)
+            }
             let checked = CheckedItem(id: name, path: path, bytes: bytes, item: try checkItem(bytes, id: name, current: true))
             itemCache[name] = checked
             out.append(checked)
@@ -170,10 +175,10 @@ extension KeyVault {
             let partKey = SecureRandom.bytes(32)
             var wraps: [String: Item.Wrap] = [:]
             for c in ItemPart.readers(part, scope: scope, kind: kind) {
-                guard let current = policy.key(c), let publicKey = unbase64(current.publicKey),
-                    let box = SealedToKey.seal(partKey, to: publicKey, associatedData: Self.wrapAD(config.id, id, part, c, current.generation))
+                guard let (generation, publicKey) = sealingKey(c),
+                    let box = SealedToKey.seal(partKey, to: publicKey, associatedData: Self.wrapAD(config.id, id, part, c, generation))
                 else { throw DiskVaultError(.corrupt, "policy lacks a valid key for capability \(c.rawValue)", path: "\(root)/\(KeyVaultFormat.policyPath)") }
-                wraps[c.rawValue] = .init(generation: current.generation, box: Data.base64(box))
+                wraps[c.rawValue] = .init(generation: generation, box: Data.base64(box))
             }
             sealed[part.rawValue] = .init(box: Data.base64(AESGCM.seal(plain, key: partKey, associatedData: Self.partAD(config.id, id, part))), wraps: wraps)
         }

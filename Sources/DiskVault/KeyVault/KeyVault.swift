@@ -7,7 +7,7 @@ import Foundation
 /// in `KeyVaultFormat`.
 public final class KeyVault {
     public let root: String
-    public let config: Config
+    public internal(set) var config: Config
     /// nil for the administrator.
     public let principal: String?
     let grant: Grant?
@@ -199,7 +199,7 @@ public final class KeyVault {
     static func readConfig(_ root: String) throws(DiskVaultError) -> Config {
         let bytes: [UInt8]
         do {
-            bytes = try FileSystem.readFile("\(root)/keyvault.json", limit: 1 << 20)
+            bytes = try FileSystem.readRegularFile("\(root)/keyvault.json", limit: 1 << 20)
         } catch where error.code == .notFound {
             throw DiskVaultError(.notFound, FileSystem.exists(root) ? "not a key vault (no keyvault.json)" : "key vault does not exist", path: root)
         }
@@ -235,6 +235,15 @@ public final class KeyVault {
         guard let plain = AESGCM.open(sealed, key: key, associatedData: Array("keyvault-admin:\(config.id)".utf8)) else {
             throw DiskVaultError(.permission, "wrong passphrase for key vault", path: root)
         }
+        let (secrets, signing, keys) = try decodeAdmin(plain, adminKey: adminKey, path: path)
+        let policy = try readPolicy(root: root, config: config, adminKey: adminKey)
+        return KeyVault(root: root, config: config, principal: nil, grant: nil, policy: policy, capabilityKeys: keys,
+                        signer: Signer(key: signing, name: "admin", certificate: nil), admin: (secrets, key))
+    }
+
+    /// The administrator's secrets from their sealed form: the signing key (which must be the one keyvault.json
+    /// names) and every generation of every capability key.
+    static func decodeAdmin(_ plain: [UInt8], adminKey: [UInt8], path: String) throws(DiskVaultError) -> (AdminSecrets, Ed25519Key, [Capability: [Int: X25519Key]]) {
         guard let secrets = try? JSONDecoder().decode(AdminSecrets.self, from: Data(plain)),
             let signing = unbase64(secrets.signingSeed).flatMap({ Ed25519Key(seed: $0) })
         else { throw DiskVaultError(.corrupt, "the administrator's keys in keyvault.json are damaged", path: path) }
@@ -245,15 +254,54 @@ public final class KeyVault {
         for (name, generations) in secrets.capabilities {
             guard let c = Capability(rawValue: name) else { continue }
             for (g, text) in generations {
-                guard let gen = Int(g), let k = unbase64(text).flatMap({ X25519Key(privateKey: $0) }) else {
+                guard let gen = Int(g), gen > 0, let k = unbase64(text).flatMap({ X25519Key(privateKey: $0) }) else {
                     throw DiskVaultError(.corrupt, "the administrator's keys in keyvault.json are damaged (capability \(name))", path: path)
                 }
                 keys[c, default: [:]][gen] = k
             }
         }
-        let policy = try readPolicy(root: root, config: config, adminKey: adminKey)
-        return KeyVault(root: root, config: config, principal: nil, grant: nil, policy: policy, capabilityKeys: keys,
-                        signer: Signer(key: signing, name: "admin", certificate: nil), admin: (secrets, key))
+        for c in Capability.allCases where keys[c]?.isEmpty ?? true {
+            throw DiskVaultError(.corrupt, "the administrator's keys in keyvault.json lack capability \(c.rawValue)", path: path)
+        }
+        return (secrets, signing, keys)
+    }
+
+    /// Reads keyvault.json and the policy again, as they are now: a writer does so once it holds the write lock,
+    /// so that what another process changed meanwhile is built on, never overwritten.
+    func reload() throws(DiskVaultError) {
+        let fresh = try Self.readConfig(root)
+        let path = "\(root)/keyvault.json"
+        guard fresh.version == KeyVaultFormat.version, fresh.id == config.id, fresh.adminKey == config.adminKey else {
+            throw DiskVaultError(.corrupt, "keyvault.json was replaced by another key vault's meanwhile: refused", path: path)
+        }
+        if let admin {
+            guard fresh.kdf.salt == config.kdf.salt, let sealed = fresh.sealedAdmin.flatMap(unbase64),
+                let plain = AESGCM.open(sealed, key: admin.sealingKey, associatedData: Array("keyvault-admin:\(config.id)".utf8))
+            else { throw DiskVaultError(.locked, "the key vault's passphrase was changed meanwhile: run the command again", path: root) }
+            let (secrets, _, keys) = try Self.decodeAdmin(plain, adminKey: adminPublicKey, path: path)
+            // Checked and recorded under the write lock, which every change of keyvault.json holds.
+            if let seen = KeyVaultHighWater.seen(config.id), secrets.epoch < seen {
+                throw DiskVaultError(.corrupt, "keyvault.json is older than this host last saw it (epoch \(secrets.epoch), seen \(seen)): an old copy of the key vault was put back; refused (if it was restored on purpose, remove \(KeyVaultHighWater.path(config.id) ?? "the record"))", path: path)
+            }
+            KeyVaultHighWater.record(config.id, epoch: secrets.epoch)
+            self.admin = (secrets, admin.sealingKey)
+            capabilityKeys = keys
+        }
+        config = fresh
+        policy = try Self.readPolicy(root: root, config: config, adminKey: adminPublicKey)
+        itemCache = [:]
+    }
+
+    /// The key to seal to for capability `c`: for the administrator the newest generation it holds, whatever
+    /// the policy says (an old policy put back must not make it seal to keys a revoked principal has); for a
+    /// principal the policy's.
+    func sealingKey(_ c: Capability) -> (generation: Int, publicKey: [UInt8])? {
+        if isAdministrator {
+            guard let (gen, key) = capabilityKeys[c]?.max(by: { $0.key < $1.key }) else { return nil }
+            return (gen, key.publicKey)
+        }
+        guard let current = policy.key(c), let publicKey = unbase64(current.publicKey) else { return nil }
+        return (current.generation, publicKey)
     }
 
     /// The credential keys a credential's 32 random bytes derive.
@@ -376,7 +424,7 @@ public final class KeyVault {
     /// Reads and checks a file the administrator signed, and decodes its payload.
     static func readAdminSigned<T: Decodable>(root: String, path: String, kind: String, adminKey: [UInt8]) throws(DiskVaultError) -> T {
         let full = "\(root)/\(path)"
-        let bytes = try FileSystem.readFile(full, limit: KeyVaultFormat.maxFileSize)
+        let bytes = try FileSystem.readRegularFile(full, limit: KeyVaultFormat.maxFileSize)
         let payload = try checkSigned(bytes, path: path, kind: kind, full: full) { (signer, _) throws(DiskVaultError) in
             guard signer == "admin" else {
                 throw DiskVaultError(.permission, "\(kind) is signed by \(signer), not by the key vault's administrator: refused", path: full)
@@ -449,6 +497,7 @@ public final class KeyVault {
             guard Date() < deadline else { throw DiskVaultError(.locked, "key vault \(root) is being changed by another process (waited 60 s)") }
             usleep(20_000)
         }
+        try reload()
         return try body()
     }
 }

@@ -45,8 +45,11 @@ enum KeyVaultFormat {
     static let principalsDirectory = "principals"
     /// No signed file of a key vault is larger; a larger one is refused, never read whole.
     static let maxFileSize = 1 << 20
-    /// At most this many items: a key vault holds a few keys and secrets per disk, never millions.
-    static let maxItems = 100_000
+    /// At most this many items, this large each and in all: a key vault holds a few keys and secrets per disk
+    /// (a secret is at most 64 KiB), never millions, and is read whole.
+    static let maxItems = 10_000
+    static let maxItemSize = 256 << 10
+    static let maxItemBytes = 64 << 20
 
     static func slotPath(_ principal: String) -> String { "\(principalsDirectory)/\(principal).json" }
     static func itemPath(_ id: String) -> String { "\(itemsDirectory)/\(id)" }

@@ -76,6 +76,10 @@ extension KeyVault {
         public var secrets: Int
         /// principal → its new credential file.
         public var credentials: [String: String]
+        /// principal → its grant, kept from format 1 (which any principal could have rewritten: check them).
+        public var grants: [String: Grant]
+        /// The key vault was upgraded already: only what an interrupted upgrade left was removed.
+        public var resumed: Bool
     }
 
     /// Upgrades a format-1 key vault in place to format 2, keeping its id, every key and secret version and
@@ -83,6 +87,13 @@ extension KeyVault {
     /// stop working. Every new file is written before keyvault.json, which is the upgrade's commit: an upgrade
     /// killed part-way leaves a format-1 key vault that the next upgrade takes from the start.
     public static func upgrade(_ root: String, passphrase: [UInt8], credentialsOut: String?) throws(DiskVaultError) -> UpgradeResult {
+        // Killed after its commit, an upgrade leaves the format-1 folder, sealed under a key nothing holds.
+        let current = try readConfig(root)
+        if current.version == KeyVaultFormat.version && FileSystem.exists("\(root)/data") {
+            let kv = try open(root, passphrase: passphrase)
+            try removeTree("\(root)/data")
+            return UpgradeResult(keyVault: root, id: kv.config.id, keys: 0, secrets: 0, credentials: [:], grants: [:], resumed: true)
+        }
         let old = try LegacyKeyVault.read(root, passphrase: passphrase)
         var paths: [String: String] = [:]
         if !old.grants.isEmpty {
@@ -93,7 +104,15 @@ extension KeyVault {
             for name in old.grants.keys.sorted() {
                 try validatePrincipalName(name)
                 let path = "\(credentialsOut)/\(name).cred"
-                guard !FileSystem.exists(path) else { throw DiskVaultError(.alreadyExists, "credential file exists (it must not exist yet)", path: path) }
+                if FileSystem.exists(path) {
+                    // One an upgrade of this key vault wrote before it was killed (the key vault is still format 1,
+                    // so it opens nothing) is replaced; anything else is kept and refused.
+                    guard let bytes = try? FileSystem.readRegularFile(path, limit: 1 << 16),
+                        let c = try? JSONDecoder().decode(CredentialFile.self, from: Data(bytes)),
+                        c.keyVault == old.config.id, c.version == KeyVaultFormat.version, c.principal == name
+                    else { throw DiskVaultError(.alreadyExists, "credential file exists (it must not exist yet)", path: path) }
+                    try FileSystem.remove(path)
+                }
                 paths[name] = path
             }
         }
@@ -120,17 +139,20 @@ extension KeyVault {
             for (name, grant) in old.grants.sorted(by: { $0.key < $1.key }) {
                 credentials[name] = try kv.changeAccess(issue: (name, grant), removing: nil, rotating: [])
             }
+            // The credentials before the commit: an upgrade killed after it must not leave principals without one.
+            for (name, path) in paths.sorted(by: { $0.key < $1.key }) {
+                guard let bytes = credentials[name] else { continue }
+                let file = try FileDescriptor(path: path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: FileSystem.privateFileMode, doing: "cannot create credential file")
+                try bytes.withBytes { (b) throws(DiskVaultError) in try file.writeAll([b]) }
+                try file.sync()
+                try file.close()
+            }
+            if let credentialsOut, !paths.isEmpty { try FileSystem.syncDirectory(credentialsOut) }
         }
         // Committed: the format-1 files are sealed under a master key nothing holds any more.
-        for (name, path) in paths {
-            guard let bytes = credentials[name] else { continue }
-            let file = try FileDescriptor(path: path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: FileSystem.privateFileMode, doing: "cannot create credential file")
-            try bytes.withBytes { (b) throws(DiskVaultError) in try file.writeAll([b]) }
-            try file.sync()
-            try file.close()
-        }
         try removeTree("\(root)/data")
-        return UpgradeResult(keyVault: root, id: old.config.id, keys: old.keys.count, secrets: old.secrets.count, credentials: paths)
+        return UpgradeResult(keyVault: root, id: old.config.id, keys: old.keys.count, secrets: old.secrets.count, credentials: paths,
+                             grants: old.grants, resumed: false)
     }
 
     static func removeTree(_ path: String) throws(DiskVaultError) {

@@ -94,6 +94,26 @@ public enum FileSystem {
         return bytes
     }
 
+    /// Reads a whole regular file of at most `limit` bytes that a folder holds (a key vault's files): a symbolic
+    /// link, a FIFO, a device or a socket in its place is refused at once, never followed or waited on.
+    public static func readRegularFile(_ path: String, limit: Int) throws(DiskVaultError) -> [UInt8] {
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor(path: path, flags: O_RDONLY | O_NOFOLLOW | O_NONBLOCK, doing: "cannot open")
+        } catch where error.cause?.errno == ELOOP {
+            throw DiskVaultError(.corrupt, "is a symbolic link, not a regular file: refused", path: path)
+        }
+        let st = try file.status()
+        guard st.isRegular else { throw DiskVaultError(.corrupt, "is not a regular file (a FIFO, a device or a socket): refused", path: path) }
+        if st.size > UInt64(limit) {
+            throw DiskVaultError(.corrupt, "file is \(st.size) bytes, more than the \(limit) allowed", path: path)
+        }
+        var bytes = [UInt8](repeating: 0, count: Int(st.size))
+        let n = try bytes.withMutableBytes { (b) throws(DiskVaultError) in try file.read(into: b, at: 0) }
+        bytes.removeSubrange(n...)
+        return bytes
+    }
+
     /// Reads `file` from its current position to end of input, refusing more than `limit` bytes.
     static func readStream(_ file: FileDescriptor, limit: Int) throws(DiskVaultError) -> [UInt8] {
         var bytes: [UInt8] = []

@@ -214,13 +214,28 @@ final class KeyVaultAttackTests: XCTestCase {
         }
 
         // Its old files put back over the new ones (the new items stay: it cannot know to delete them).
-        try Tool.sh("cp -a \(copy)/. \(t.kv)/")
+        try Tool.sh("cp -a \(t.kv)/keyvault.json \(t.s.file("kv.current.json")) && cp -a \(copy)/. \(t.kv)/")
         let rolledBack = try loot(t.kv, t.cred("getter"))
         XCTAssertFalse(rolledBack.contains(after), "a revoked principal read a secret set after its revocation")
         // The library sees the rollback: the policy is older than the new items.
         XCTAssertThrowsError(try t.open("getter").secrets()) { XCTAssertTrue("\($0)".contains("an old copy of the policy was put back"), "\($0)") }
         // It did get back what it could read before: the copy holds nothing newer.
         XCTAssertTrue(rolledBack.contains(Self.plainBEK))
+
+        // It also deletes the newer items, so that nothing in the folder is newer than its old policy; then the
+        // administrator, unaware, sets another secret: sealed to the newest keys, which the old slot lacks.
+        for name in try FileManager.default.contentsOfDirectory(atPath: "\(t.kv)/items") where !FileManager.default.fileExists(atPath: "\(copy)/items/\(name)") {
+            try FileManager.default.removeItem(atPath: "\(t.kv)/items/\(name)")
+        }
+        let later = "set-by-the-administrator-after-the-rollback-777"
+        try Tool.sh("printf '%s' '\(later)' > \(t.s.file("later.bek"))")
+        // With keyvault.json put back too, this host knows it is older than what it saw: refused.
+        let refused = try t.run("keyvault", "secret", "set", t.kv, "--name", "later", "--file", t.s.file("later.bek"), expect: 1)
+        XCTAssertTrue(refused.stderr.contains("older than this host last saw it"), refused.stderr)
+        // With the current keyvault.json kept, the administrator seals to its newest keys, not the old policy's.
+        try Tool.sh("cp -a \(t.s.file("kv.current.json")) \(t.kv)/keyvault.json")
+        try t.run("keyvault", "secret", "set", t.kv, "--name", "later", "--file", t.s.file("later.bek"))
+        XCTAssertFalse(try loot(t.kv, t.cred("getter")).contains(later), "a revoked principal read what the administrator set after a rollback")
     }
 
     func testRevokedSlotCopiedBackIsRefusedAndRotationEndsTheOldCredential() throws {
@@ -242,6 +257,72 @@ final class KeyVaultAttackTests: XCTestCase {
         XCTAssertEqual(try t.open("restorer").unwrappedValue(of: try t.open("restorer").secret(name: "rsa-wrapped")), Array(Self.rsaBEK.utf8))
         try restorerSlot.write(to: URL(fileURLWithPath: "\(t.kv)/principals/restorer.json"))
         XCTAssertThrowsError(try t.open("restorer")) { XCTAssertTrue("\($0)".contains("principals/restorer.json"), "\($0)") }
+    }
+
+    /// Revoking, re-granting or rotating a principal that wrote items (keys restore does) keeps its items:
+    /// they are signed again by the administrator before its key leaves the policy.
+    func testRevokingOrRotatingAWriterKeepsWhatItWrote() throws {
+        let t = try Setup(self)
+        let byRestorer = try python(["forge-item", t.kv, t.cred("restorer")]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try t.grant("setter", keys: "", secrets: "set")
+        let bySetter = try python(["forge-item", t.kv, t.cred("setter")]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertEqual(try t.open("getter").secrets().filter { $0.name == "planted" }.count, 1, "a writer's items are accepted")
+        try t.run("keyvault", "access", "revoke", t.kv, "--principal", "restorer")
+        try FileManager.default.removeItem(atPath: t.cred("setter"))
+        try t.run("keyvault", "access", "rotate", t.kv, "--principal", "setter", "--credential-out", t.cred("setter"))
+        try FileManager.default.removeItem(atPath: t.cred("getter"))
+        try t.grant("getter", keys: "get,list", secrets: "get,list")
+        let listed = try t.run("keyvault", "list", t.kv, "--json")
+        XCTAssertEqual((try listed.json()["secrets"] as? [Any])?.count, 4, listed.stdout)
+        let getter = try t.open("getter")
+        XCTAssertEqual(try getter.unwrappedValue(of: try getter.secret(name: "planted")), Array("a planted key".utf8))
+        for id in [byRestorer, bySetter] {
+            let file = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(t.kv)/items/\(id)"))) as? [String: Any]
+            XCTAssertEqual(file?["signer"] as? String, "admin", "item \(id) signed again by the administrator")
+        }
+    }
+
+    /// Administrators changing access at the same moment: every change is kept, none is lost.
+    func testConcurrentChangesOfAccessAreAllKept() throws {
+        let t = try Setup(self)
+        let dv = Tool.diskvault
+        let grants = (1...4).map { "\(dv) keyvault access grant \(t.kv) --principal p\($0) --secrets get,list --credential-out \(t.cred("p\($0)")) --passphrase-file \(t.pw) >/dev/null" }
+        let r = try Tool.run("/bin/bash", ["-c", grants.map { "( \($0) ) &" }.joined(separator: "\n") + "\nfail=0; for j in $(jobs -p); do wait $j || fail=1; done; exit $fail"])
+        XCTAssertEqual(r.status, 0, r.output)
+        for p in ["p1", "p2", "p3", "p4", "lister", "getter", "restorer"] {
+            XCTAssertEqual(try t.open(p).secrets().count, 3, p)
+        }
+        let revokes = ["p1", "p2", "p3"].map { "\(dv) keyvault access revoke \(t.kv) --principal \($0) --passphrase-file \(t.pw) >/dev/null" }
+        let v = try Tool.run("/bin/bash", ["-c", revokes.map { "( \($0) ) &" }.joined(separator: "\n") + "\nfail=0; for j in $(jobs -p); do wait $j || fail=1; done; exit $fail"])
+        XCTAssertEqual(v.status, 0, v.output)
+        let access = try t.run("keyvault", "list", t.kv, "--json").json()["access"] as? [String: Any] ?? [:]
+        XCTAssertEqual(Set(access.keys), ["p4", "lister", "getter", "restorer"])
+        let p4 = try t.open("p4")
+        XCTAssertEqual(try p4.unwrappedValue(of: try p4.secret(name: "plain")), Array(Self.plainBEK.utf8))
+        let restorer = try t.open("restorer")
+        XCTAssertEqual(try restorer.unwrappedValue(of: try restorer.secret(name: "rsa-wrapped")), Array(Self.rsaBEK.utf8))
+    }
+
+    /// What is not a regular file in the key vault (a FIFO, a symbolic link) is refused at once, naming it.
+    func testAFIFOOrASymlinkInTheKeyVaultIsRefusedNotWaitedOn() throws {
+        let t = try Setup(self)
+        let fifo = "\(t.kv)/items/0123456789abcdef0123456789abcdef"
+        try Tool.sh("mkfifo \(fifo)")
+        let r = try Tool.run("/bin/bash", ["-c", "timeout 20 \(Tool.diskvault) keyvault list \(t.kv) --passphrase-file \(t.pw)"])
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssertTrue(r.stderr.contains(fifo) && r.stderr.contains("not a regular file"), r.stderr)
+        try FileManager.default.removeItem(atPath: fifo)
+        try FileManager.default.moveItem(atPath: "\(t.kv)/policy.json", toPath: t.s.file("policy.json"))
+        try FileManager.default.createSymbolicLink(atPath: "\(t.kv)/policy.json", withDestinationPath: t.s.file("policy.json"))
+        XCTAssertThrowsError(try t.open("getter")) { XCTAssertTrue("\($0)".contains("\(t.kv)/policy.json"), "\($0)") }
+    }
+
+    /// A grant whose credential file cannot be written changes nothing: the principal's credential still works.
+    func testAGrantThatCannotWriteItsCredentialChangesNothing() throws {
+        let t = try Setup(self)
+        let r = try t.run("keyvault", "access", "grant", t.kv, "--principal", "getter", "--secrets", "list", "--credential-out", t.cred("lister"), expect: 1)
+        XCTAssertTrue(r.stderr.contains(t.cred("lister")), r.stderr)
+        XCTAssertEqual(try t.open("getter").secret(name: "plain").name, "plain", "the old grant and credential stand")
     }
 
     func testPasswdSealsTheAdministratorKeysUnderTheNewPassphrase() throws {

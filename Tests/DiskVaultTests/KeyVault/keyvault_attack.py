@@ -123,6 +123,14 @@ def loot(kv, cred_path):
     opened = []
     part_keys = []
     ads = [b"", f"keyvault-admin:{kvid}".encode(), f"keyvault:{kvid}".encode()]
+    # Every label a slot or the legacy key is sealed under, for every principal and generation in the folder.
+    principals = [f[:-5] for f in os.listdir(os.path.join(kv, "principals")) if f.endswith(".json")] if os.path.isdir(os.path.join(kv, "principals")) else []
+    capnames = ["secrets.list", "secrets.get", "secrets.restore", "keys.list", "keys.get", "keys.wrap", "keys.unwrap", "keys.restore"]
+    for g in range(1, 8):
+        ads.append(f"legacy:{kvid}:{g}".encode())
+        for p in principals + [me]:
+            for c in capnames:
+                ads.append(f"slot:{kvid}:{p}:{c}:{g}".encode())
     items_dir = os.path.join(kv, "items")
     for name in sorted(os.listdir(items_dir)) if os.path.isdir(items_dir) else []:
         item = json.loads(b64(read_json(os.path.join(items_dir, name))["payload"]))
@@ -145,6 +153,7 @@ def loot(kv, cred_path):
     # The brute sweep: every symmetric key the credential yields (its secret, everything HKDF makes of it,
     # the capability private keys, the part keys) on every sealed box in every file, under every
     # associated data the format uses; and every X25519 key on every public-key box.
+    ads = list(dict.fromkeys(ads))
     symmetric = [secret, hkdf(secret, kvid.encode(), b"diskvault credential box"),
                  hkdf(secret, kvid.encode(), b"diskvault credential signing")]
     symmetric += [k.private_bytes(encoding=serialization.Encoding.Raw, format=serialization.PrivateFormat.Raw,
@@ -165,11 +174,17 @@ def loot(kv, cred_path):
                         got = gcm_open(raw, k, ad)
                         if got is not None:
                             sweep.append({"file": rel, "plaintext": e64(got)})
-            if raw[:5] == b"dvpk\x01":
+            if raw[:5] == b"dvpk\x01" and len(raw) >= 37:
+                eph = raw[5:37]
                 for k in list(caps.values()) + [box]:
+                    try:
+                        shared = k.exchange(X25519PublicKey.from_public_bytes(eph))
+                    except Exception:
+                        continue
+                    boxkey = hkdf(shared, eph + k.public_key().public_bytes(**RAW), b"diskvault sealed-to-key v1")
                     for ad in ads:
                         tried += 1
-                        got = pk_open(raw, k, ad)
+                        got = gcm_open(raw[37:], boxkey, ad)
                         if got is not None:
                             sweep.append({"file": rel, "plaintext": e64(got)})
     print(json.dumps({"principal": me, "capabilities": sorted(f"{n}@{g}" for n, g in caps),
