@@ -76,7 +76,19 @@ public final class EncryptedStorage: VaultStorage {
         return UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(box)[..<n])
     }
 
-    public func head(_ key: String) throws(DiskVaultError) -> UInt64? { try inner.head(key) }
+    /// The plaintext's size, from the sealed object's: a sealed box adds `AESGCM.overhead`; a streamed object
+    /// (an index) its header and each 64 KiB segment's nonce and tag.
+    public func head(_ key: String) throws(DiskVaultError) -> UInt64? {
+        guard let sealed = try inner.head(key) else { return nil }
+        if Self.isClear(key) { return sealed }
+        if key.hasSuffix("/index") {
+            let header = UInt64(SealedObjectStream.header.count), unit = UInt64(SealedObjectStream.segmentSize + SealedObjectStream.overhead)
+            guard sealed >= header + UInt64(SealedObjectStream.overhead) else { return 0 }
+            let segments = (sealed - header + unit - 1) / unit
+            return sealed - header - segments * UInt64(SealedObjectStream.overhead)
+        }
+        return sealed >= UInt64(AESGCM.overhead) ? sealed - UInt64(AESGCM.overhead) : 0
+    }
     public func list(_ prefix: String) throws(DiskVaultError) -> [String] { try inner.list(prefix) }
     public func delete(_ key: String) throws(DiskVaultError) { try inner.delete(key) }
     public func barrier() throws(DiskVaultError) { try inner.barrier() }

@@ -14,7 +14,7 @@ public struct VaultKeys: Sendable {
     /// Seals the vault's own copy of a point's key backup.
     let escrow: [UInt8]
 
-    init(master: [UInt8], vaultID: String) {
+    public init(master: [UInt8], vaultID: String) {
         self.master = master
         let salt = Array(vaultID.utf8)
         func derive(_ use: String) -> [UInt8] { HKDF.sha256(key: master, salt: salt, info: Array("diskvault vault \(use)".utf8), count: 32) }
