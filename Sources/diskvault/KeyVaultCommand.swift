@@ -194,7 +194,9 @@ struct KeyVaultAccessCommand: ParsableCommand {
             if keyPermissions.contains(.wrap) && !keyPermissions.contains(.unwrap) {
                 Terminal.warning("wrap on keys reveals every AES KEK (AES key wrap needs the key itself): a principal that must not unwrap should wrap with RSA KEKs")
             }
-            let credential = try admin.open(keyvault).grantAccess(
+            let kv = try admin.open(keyvault)
+            defer { for q in kv.quarantined { Terminal.warning("moved aside (it does not check or open): \(q)") } }
+            let credential = try kv.grantAccess(
                 principal: principal, keys: try KeyVaultAccessCommand.permissions(keys), secrets: try KeyVaultAccessCommand.permissions(secrets))
             try writePrivateFile(credentialOut, credential)
             print("granted \(principal): keys [\(keys ?? "")], secrets [\(secrets ?? "")]; credential in \(credentialOut)")
@@ -211,7 +213,9 @@ struct KeyVaultAccessCommand: ParsableCommand {
         @OptionGroup var admin: AdminOptions
         func run() throws {
             guard !FileSystem.exists(credentialOut) else { throw DiskVaultError(.alreadyExists, "credential file exists (it must not exist yet)", path: credentialOut) }
-            let credential = try admin.open(keyvault).rotateCredential(principal: principal)
+            let kv = try admin.open(keyvault)
+            let credential = try kv.rotateCredential(principal: principal)
+            for q in kv.quarantined { Terminal.warning("moved aside (it does not check or open): \(q)") }
             try writePrivateFile(credentialOut, credential)
             print("rotated the credential of \(principal); new credential in \(credentialOut)")
         }
@@ -225,7 +229,9 @@ struct KeyVaultAccessCommand: ParsableCommand {
         @Option(name: .long) var principal: String
         @OptionGroup var admin: AdminOptions
         func run() throws {
-            try admin.open(keyvault).revokeAccess(principal: principal)
+            let kv = try admin.open(keyvault)
+            try kv.revokeAccess(principal: principal)
+            for q in kv.quarantined { Terminal.warning("moved aside (it does not check or open): \(q)") }
             print("revoked \(principal)")
         }
     }

@@ -47,18 +47,21 @@ extension KeyVault {
 
     /// One change of access, in an order that a crash at any point leaves safe and that running the same
     /// command again finishes: (1) keyvault.json with new generations of the rotated capabilities; (2) when a
-    /// principal's key leaves (revoke, rotate, grant again), every item sealed again under new part keys to the
-    /// newest keys and signed by the administrator — while the old policy still stands, so that the items that
-    /// principal wrote are accepted one last time; (3) the slots of everyone who keeps a rotated capability,
-    /// the issued one, the removed one deleted; (4) the policy, naming the new keys and the re-seal.
+    /// principal's key leaves (revoke, rotate, grant again): the policy as it was but at the new epoch, then
+    /// every item sealed again at that epoch under new part keys to the newest keys and signed by the
+    /// administrator — while the leaving principal is still named, so the items it wrote are accepted one last
+    /// time — and anything that does not check or open moved aside (never a veto on the change); (3) the slots
+    /// of everyone who keeps a rotated capability, the issued one, the removed one deleted; (4) the policy,
+    /// naming the new keys and recording the re-seal, so that an item older than it is an old copy.
     func changeAccess(issue: (String, Grant)?, removing: String?, rotating: Set<Capability>) throws(DiskVaultError) -> [UInt8]? {
         guard var admin else { throw DiskVaultError(.permission, "only the key vault administrator can change access") }
-        var policy = self.policy
-        let epoch = max(policy.epoch, admin.secrets.epoch) + 1
-        let leaving = removing ?? issue.flatMap { policy.principals[$0.0] != nil ? $0.0 : nil }
+        quarantined = []
+        let epoch = max(self.policy.epoch, admin.secrets.epoch) + 1
+        let current = self.policy
+        let leaving = removing ?? issue.flatMap { current.principals[$0.0] != nil ? $0.0 : nil }
         // (1) New generations.
         for c in rotating.sorted() {
-            let gen = max(policy.key(c)?.generation ?? 0, capabilityKeys[c]?.keys.max() ?? 0) + 1
+            let gen = max(current.key(c)?.generation ?? 0, capabilityKeys[c]?.keys.max() ?? 0) + 1
             let k = X25519Key.generate()
             admin.secrets.capabilities[c.rawValue, default: [:]][String(gen)] = Data.base64(k.privateKey)
             capabilityKeys[c, default: [:]][gen] = k
@@ -68,17 +71,23 @@ extension KeyVault {
         // principals before it writes keyvault.json, which is its commit.
         if !rotating.isEmpty { try writeAdminSecrets(admin.secrets, key: admin.sealingKey) }
         self.admin = admin
+        // (2) Every item sealed again, at the new epoch.
+        var policy = self.policy
+        var resealed = false
+        if leaving != nil || !rotating.isEmpty {
+            var interim = self.policy
+            interim.epoch = epoch
+            try writePolicy(interim)
+            quarantined = try resealItems()
+            resealed = true
+        }
         for c in Capability.allCases {
             if let (gen, key) = sealingKey(c) { policy.capabilities[c.rawValue] = .init(generation: gen, publicKey: Data.base64(key)) }
-        }
-        // (2) Every item sealed again.
-        if leaving != nil || !rotating.isEmpty {
-            try resealItems()
-            policy.resealed = self.policy.epoch
         }
         // (3) Slots.
         var credential: [UInt8]? = nil
         policy.epoch = epoch
+        if resealed { policy.resealed = epoch }
         if let removing {
             policy.principals[removing] = nil
             try? FileSystem.remove("\(root)/\(KeyVaultFormat.slotPath(removing))")
@@ -127,26 +136,42 @@ extension KeyVault {
     }
 
     /// Seals every item again, under new part keys and the newest capability keys, signed by the administrator,
-    /// keeping each item's id and the current policy's epoch (the policy then records the re-seal, so that an
-    /// old copy of an item is refused).
-    func resealItems() throws(DiskVaultError) {
+    /// keeping each item's id, at the current policy's epoch. An item that does not check or open is moved to
+    /// quarantine/ (returned, for the caller to name) rather than stop the change: whoever can write the folder
+    /// must not be able to veto a revocation.
+    func resealItems() throws(DiskVaultError) -> [String] {
         let epoch = policy.epoch
         itemCache = [:]
-        for c in try loadItems() {
-            let full = "\(root)/\(c.path)"
-            var parts: [(ItemPart, [UInt8])] = []
-            var kind: KeyKind? = nil
-            if c.item.scope == .keys, let listing = try decodePart(KeyListing.self, c.item, .listing, shownAs: full) { kind = listing.kind }
-            for name in c.item.parts.keys.sorted() {
-                guard let part = ItemPart(rawValue: name), let plain = try openPart(c.item, part, shownAs: full) else {
-                    throw DiskVaultError(.corrupt, "item has a part the administrator cannot open (\(name))", path: full)
+        var moved: [String] = []
+        let dir = "\(root)/\(KeyVaultFormat.itemsDirectory)"
+        for name in try FileSystem.list(dir).sorted() where !FileSystem.isAtomicWriteTemporary(name) {
+            let path = KeyVaultFormat.itemPath(name)
+            let full = "\(root)/\(path)"
+            do throws(DiskVaultError) {
+                guard Self.isItemID(name) else { throw DiskVaultError(.corrupt, "is not a key vault item", path: full) }
+                let bytes = try FileSystem.readRegularFile(full, limit: KeyVaultFormat.maxItemSize)
+                let item = try checkItem(bytes, id: name, current: true)
+                var parts: [(ItemPart, [UInt8])] = []
+                var kind: KeyKind? = nil
+                if item.scope == .keys, let listing = try decodePart(KeyListing.self, item, .listing, shownAs: full) { kind = listing.kind }
+                for partName in item.parts.keys.sorted() {
+                    guard let part = ItemPart(rawValue: partName), let plain = try openPart(item, part, shownAs: full) else {
+                        throw DiskVaultError(.corrupt, "item has a part the administrator cannot open (\(partName))", path: full)
+                    }
+                    parts.append((part, plain))
                 }
-                parts.append((part, plain))
+                guard item.parts[ItemPart.listing.rawValue] != nil else { throw DiskVaultError(.corrupt, "item has no listing", path: full) }
+                try writeItem(try sealItem(id: name, scope: item.scope, kind: kind, parts: parts, epoch: epoch), replacing: true)
+            } catch where error.code == .corrupt || error.code == .permission {
+                let aside = "\(root)/quarantine"
+                try FileSystem.makeDirectories(aside)
+                try FileSystem.rename(full, "\(aside)/\(name).\(randomHex(4))", doing: "cannot move aside")
+                moved.append("\(full): \(error.message)")
             }
-            try writeItem(try sealItem(id: c.id, scope: c.item.scope, kind: kind, parts: parts, epoch: epoch), replacing: true)
         }
         if admin?.secrets.legacyKeyBackupKey != nil { try writeLegacy() }
         itemCache = [:]
+        return moved
     }
 
     func writeAdminSecrets(_ secrets: AdminSecrets, key: [UInt8]) throws(DiskVaultError) {

@@ -275,12 +275,17 @@ extension KeyVault {
     }
 
     public func deleteKey(name: String) throws(DiskVaultError) {
-        try authorize(.keys, .delete)
+        try deleteVersions(of: name, .keys) { () throws(DiskVaultError) in try keyEntries().filter { $0.listing.name == name }.map(\.checked.path) }
+    }
+
+    /// Removes every version of `name` in `scope` (the files `paths` names, read under the write lock).
+    func deleteVersions(of name: String, _ scope: Scope, paths: () throws(DiskVaultError) -> [String]) throws(DiskVaultError) {
+        try authorize(scope, .delete)
         try Self.validateItemName(name)
         try withWriteLock { () throws(DiskVaultError) in
-            let ids = try keyEntries().filter { $0.listing.name == name }.map(\.checked.path)
-            guard !ids.isEmpty else { throw DiskVaultError(.notFound, "key \(name) is not in key vault \(root)") }
-            for path in ids { try FileSystem.remove("\(root)/\(path)") }
+            let found = try paths()
+            guard !found.isEmpty else { throw DiskVaultError(.notFound, "\(scope == .keys ? "key" : "secret") \(name) is not in key vault \(root)") }
+            for path in found { try FileSystem.remove("\(root)/\(path)") }
             itemCache = [:]
         }
     }
@@ -355,14 +360,7 @@ extension KeyVault {
     }
 
     public func deleteSecret(name: String) throws(DiskVaultError) {
-        try authorize(.secrets, .delete)
-        try Self.validateItemName(name)
-        try withWriteLock { () throws(DiskVaultError) in
-            let ids = try secretEntries().filter { $0.listing.name == name }.map(\.checked.path)
-            guard !ids.isEmpty else { throw DiskVaultError(.notFound, "secret \(name) is not in key vault \(root)") }
-            for path in ids { try FileSystem.remove("\(root)/\(path)") }
-            itemCache = [:]
-        }
+        try deleteVersions(of: name, .secrets) { () throws(DiskVaultError) in try secretEntries().filter { $0.listing.name == name }.map(\.checked.path) }
     }
 
     /// The newest version of each secret, as listed (no value).

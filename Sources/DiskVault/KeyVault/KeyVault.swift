@@ -19,6 +19,8 @@ public final class KeyVault {
     var admin: (secrets: AdminSecrets, sealingKey: [UInt8])?
     /// Items read so far, by id (each checked once per opening).
     var itemCache: [String: CheckedItem] = [:]
+    /// What the last change of access moved aside (items that did not check or open), for the caller to name.
+    public internal(set) var quarantined: [String] = []
 
     /// keyvault.json. Format 1 holds `sealedMasterKey`; format 2 holds `adminKey` and `sealedAdmin`.
     public struct Config: Codable, Sendable {
@@ -288,7 +290,18 @@ public final class KeyVault {
             capabilityKeys = keys
         }
         config = fresh
-        policy = try Self.readPolicy(root: root, config: config, adminKey: adminPublicKey)
+        let fresher = try Self.readPolicy(root: root, config: config, adminKey: adminPublicKey)
+        if let seen = KeyVaultHighWater.seen(config.id, .policy), fresher.epoch < seen {
+            throw DiskVaultError(.corrupt, "policy.json is older than this host last saw it (epoch \(fresher.epoch), seen \(seen)): an old copy was put back; refused (if the key vault was restored on purpose, principals revoked since that copy are granted again in it: revoke them, then remove \(KeyVaultHighWater.path(config.id, .policy) ?? "the record"))", path: "\(root)/\(KeyVaultFormat.policyPath)")
+        }
+        KeyVaultHighWater.record(config.id, epoch: fresher.epoch, .policy)
+        if let principal {
+            // A principal revoked, rotated or granted otherwise since it opened the key vault writes nothing.
+            guard let before = policy.principals[principal], let now = fresher.principals[principal],
+                now.boxKey == before.boxKey, now.signingKey == before.signingKey, now.grant == before.grant
+            else { throw DiskVaultError(.permission, "principal \(principal)'s access to key vault \(root) was revoked or changed meanwhile: nothing was written") }
+        }
+        policy = fresher
         itemCache = [:]
     }
 
@@ -485,6 +498,7 @@ public final class KeyVault {
         try requireAdministrator("change the access policy")
         try writeSigned(policy, kind: "policy", path: KeyVaultFormat.policyPath)
         self.policy = policy
+        KeyVaultHighWater.record(config.id, epoch: policy.epoch, .policy)
     }
 
     /// Holds the key vault's write lock (a kernel lock on keyvault.lock) while `body` runs, so that two

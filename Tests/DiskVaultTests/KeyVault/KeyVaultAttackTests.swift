@@ -232,9 +232,10 @@ final class KeyVaultAttackTests: XCTestCase {
         // With keyvault.json put back too, this host knows it is older than what it saw: refused.
         let refused = try t.run("keyvault", "secret", "set", t.kv, "--name", "later", "--file", t.s.file("later.bek"), expect: 1)
         XCTAssertTrue(refused.stderr.contains("older than this host last saw it"), refused.stderr)
-        // With the current keyvault.json kept, the administrator seals to its newest keys, not the old policy's.
+        // With the current keyvault.json kept, the policy is still older than this host saw: refused too.
         try Tool.sh("cp -a \(t.s.file("kv.current.json")) \(t.kv)/keyvault.json")
-        try t.run("keyvault", "secret", "set", t.kv, "--name", "later", "--file", t.s.file("later.bek"))
+        let again = try t.run("keyvault", "secret", "set", t.kv, "--name", "later", "--file", t.s.file("later.bek"), expect: 1)
+        XCTAssertTrue(again.stderr.contains("policy.json is older than this host last saw it"), again.stderr)
         XCTAssertFalse(try loot(t.kv, t.cred("getter")).contains(later), "a revoked principal read what the administrator set after a rollback")
     }
 
@@ -323,6 +324,65 @@ final class KeyVaultAttackTests: XCTestCase {
         let r = try t.run("keyvault", "access", "grant", t.kv, "--principal", "getter", "--secrets", "list", "--credential-out", t.cred("lister"), expect: 1)
         XCTAssertTrue(r.stderr.contains(t.cred("lister")), r.stderr)
         XCTAssertEqual(try t.open("getter").secret(name: "plain").name, "plain", "the old grant and credential stand")
+    }
+
+    /// A revoked principal puts its old policy and slot back: a writer on this host refuses to write under
+    /// that policy (it would seal to keys the revoked one holds), and so does the administrator.
+    func testNoOneWritesUnderAPolicyPutBackFromAnOldCopy() throws {
+        let t = try Setup(self)
+        try t.grant("writer", keys: "", secrets: "set,list")
+        try Tool.sh("cp -a \(t.kv)/policy.json \(t.s.file("policy.old")) && cp -a \(t.kv)/principals/getter.json \(t.s.file("getter.old"))")
+        try t.run("keyvault", "access", "revoke", t.kv, "--principal", "getter")
+        try Tool.sh("cp -a \(t.s.file("policy.old")) \(t.kv)/policy.json && cp -a \(t.s.file("getter.old")) \(t.kv)/principals/getter.json")
+        // Refused when it opens (its slot is newer than that policy) or, were it not, when it takes the write lock.
+        XCTAssertThrowsError(try t.open("writer").setSecret(name: "after", value: Array("written after the rollback".utf8))) {
+            XCTAssertTrue("\($0)".contains("policy.json is older than") && "\($0)".contains("old copy"), "\($0)")
+        }
+        let grant = try t.run("keyvault", "access", "grant", t.kv, "--principal", "z", "--secrets", "list", "--credential-out", t.cred("z"), expect: 1)
+        XCTAssertTrue(grant.stderr.contains("policy.json is older than this host last saw it"), grant.stderr)
+        XCTAssertFalse(try loot(t.kv, t.cred("getter")).contains("written after the rollback"))
+    }
+
+    /// A principal revoked or changed after it opened the key vault writes nothing.
+    func testAWriterRevokedAfterItOpenedWritesNothing() throws {
+        let t = try Setup(self)
+        try t.grant("writer", keys: "", secrets: "set,list")
+        let writer = try t.open("writer")
+        try t.run("keyvault", "access", "revoke", t.kv, "--principal", "writer")
+        XCTAssertThrowsError(try writer.setSecret(name: "late", value: Array("late".utf8))) {
+            XCTAssertTrue("\($0)".contains("revoked or changed meanwhile"), "\($0)")
+        }
+        XCTAssertEqual(try t.open("getter").secrets().map(\.name), ["aes-wrapped", "plain", "rsa-wrapped"])
+    }
+
+    /// The principal being revoked cannot veto its revocation with an item no one can open, nor can anyone
+    /// with a file in items/ that is not an item: both are moved aside and named.
+    func testAnItemNoOneCanOpenDoesNotStopARevocation() throws {
+        let t = try Setup(self)
+        try t.grant("setter", keys: "", secrets: "set,list")
+        let junk = try python(["forge-item-with-junk", t.kv, t.cred("setter")]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try Tool.sh("mkfifo \(t.kv)/items/ffffffffffffffffffffffffffffffff")
+        let revoke = try t.run("keyvault", "access", "revoke", t.kv, "--principal", "setter")
+        XCTAssertTrue(revoke.stderr.contains("items/\(junk)") && revoke.stderr.contains("items/ffffffffffffffffffffffffffffffff"), revoke.stderr)
+        let list = try t.run("keyvault", "list", t.kv, "--json")
+        XCTAssertNil((try list.json()["access"] as? [String: Any])?["setter"], "setter is revoked")
+        XCTAssertEqual(try t.open("getter").secret(name: "plain").name, "plain")
+    }
+
+    /// A secret deleted before a revocation stays deleted when its old file is put back: it predates the re-seal.
+    func testAnItemFromBeforeARevocationIsRefused() throws {
+        let t = try Setup(self)
+        try Tool.sh("printf 'compromised' > \(t.s.file("c.bek"))")
+        try t.run("keyvault", "secret", "set", t.kv, "--name", "compromised", "--file", t.s.file("c.bek"))
+        let before = Set(try FileManager.default.contentsOfDirectory(atPath: "\(t.kv)/items"))
+        try Tool.sh("cp -a \(t.kv)/items \(t.s.file("items.old"))")
+        try t.run("keyvault", "secret", "delete", t.kv, "--name", "compromised")
+        let deleted = before.subtracting(try FileManager.default.contentsOfDirectory(atPath: "\(t.kv)/items"))
+        XCTAssertEqual(deleted.count, 1)
+        try t.run("keyvault", "access", "revoke", t.kv, "--principal", "lister")
+        try Tool.sh("cp -a \(t.s.file("items.old"))/\(deleted.first!) \(t.kv)/items/")
+        let list = try t.run("keyvault", "list", t.kv, expect: 1)
+        XCTAssertTrue(list.stderr.contains("items/\(deleted.first!)") && list.stderr.contains("older than the key vault's last re-seal"), list.stderr)
     }
 
     func testPasswdSealsTheAdministratorKeysUnderTheNewPassphrase() throws {

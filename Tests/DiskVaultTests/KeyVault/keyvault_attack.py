@@ -9,6 +9,7 @@ Written against the on-disk format (Sources/DiskVault/KeyVault/KeyVaultFormat.sw
   forge-policy KV CRED    grants the principal everything in policy.json, signed with its own key
   forge-slot KV CRED      gives the principal a secrets.get key of its own making in its slot, signed by it
   forge-item KV CRED      writes a new secret item sealed to the policy's keys, signed by the principal
+  forge-item-with-junk    the same with one more part sealed to no one
   loot-v1 KV CRED         the attack on key vault format 1: any credential unseals the master key, which
                           opens every secret; prints each secret's value (base64) by name
 """
@@ -226,7 +227,7 @@ def forge_slot(kv, cred_path):
     write_signed(kv, path, "slot", json.dumps(slot).encode(), "admin", sign)
 
 
-def forge_item(kv, cred_path):
+def forge_item(kv, cred_path, junk_part=False):
     cred, _, _, sign = credential(kv, cred_path)
     me, kvid = cred["principal"], cred["keyVault"]
     policy = json.loads(b64(read_json(os.path.join(kv, "policy.json"))["payload"]))
@@ -245,6 +246,9 @@ def forge_item(kv, cred_path):
             wraps[c] = {"generation": cap["generation"],
                         "box": e64(pk_seal(pkey, b64(cap["publicKey"]), f"wrap:{kvid}:{item_id}:{part}:{c}:{cap['generation']}".encode()))}
         parts[part] = {"box": e64(gcm_seal(plain, pkey, f"item:{kvid}:{item_id}:{part}".encode())), "wraps": wraps}
+    if junk_part:
+        # A part sealed to nobody: no one, the administrator included, can open it.
+        parts["x"] = {"box": e64(gcm_seal(b"junk", os.urandom(32), b"")), "wraps": {}}
     item = {"keyVault": kvid, "id": item_id, "scope": "secrets", "epoch": policy["epoch"], "parts": parts}
     write_signed(kv, f"items/{item_id}", "item", json.dumps(item).encode(), "principal:" + me, sign, slot["certificate"])
     print(item_id)
@@ -268,4 +272,7 @@ def loot_v1(kv, cred_path):
 
 if __name__ == "__main__":
     verb, kv, cred = sys.argv[1:4]
-    {"loot": loot, "forge-policy": forge_policy, "forge-slot": forge_slot, "forge-item": forge_item, "loot-v1": loot_v1}[verb](kv, cred)
+    if verb == "forge-item-with-junk":
+        forge_item(kv, cred, junk_part=True)
+    else:
+        {"loot": loot, "forge-policy": forge_policy, "forge-slot": forge_slot, "forge-item": forge_item, "loot-v1": loot_v1}[verb](kv, cred)
