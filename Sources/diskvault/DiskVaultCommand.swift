@@ -27,8 +27,20 @@ struct VaultOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The vault (a directory).", valueName: "vault"))
     var vault: String?
 
+    @Option(name: .long, help: ArgumentHelp("File holding an encrypted vault's passphrase (else DISKVAULT_PASSPHRASE, or a prompt on a terminal).", valueName: "file"))
+    var passphraseFile: String?
+
     func open() throws -> Vault {
-        try Vault.open(try location())
+        let file = passphraseFile
+        return try Vault.open(try location()) { () throws(DiskVaultError) -> [UInt8] in
+            do {
+                return try Passphrase.read(file: file, environment: "DISKVAULT_PASSPHRASE", prompt: "vault passphrase")
+            } catch let e as DiskVaultError {
+                throw e.code == .usage && file == nil ? Vault.noPassphrase : e
+            } catch {
+                throw DiskVaultError(.usage, "\(error)")
+            }
+        }
     }
 
     func location() throws -> String {

@@ -174,7 +174,7 @@ struct ScheduleCommand: ParsableCommand {
         @OptionGroup var vaultOptions: VaultOptions
         func run() throws {
             let vault = FileSystem.absolutePath(try vaultOptions.location())
-            _ = try Vault.open(vault)
+            _ = try vaultOptions.open()
             let binary = FileSystem.absolutePath(CommandLine.arguments[0])
             print("""
                 # /etc/systemd/system/diskvault-run-due.service

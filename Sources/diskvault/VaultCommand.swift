@@ -5,7 +5,7 @@ struct VaultCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vault",
         abstract: "Create and describe vaults.",
-        subcommands: [VaultInit.self]
+        subcommands: [VaultInit.self, VaultPasswd.self]
     )
 }
 
@@ -21,17 +21,65 @@ struct VaultInit: ParsableCommand {
     @Option(name: .long, help: "Chunk size: a power of two from 64KiB to 16MiB.")
     var chunkSize: String = "4MiB"
 
+    @Flag(name: .long, help: "Encrypt the vault (AES-256-GCM; the passphrase from --passphrase-file, DISKVAULT_PASSPHRASE or a prompt).")
+    var encrypt = false
+
+    @Option(name: .long, help: "none or aes-256-gcm (--encrypt).")
+    var encryption: String?
+
+    @Option(name: .long, help: ArgumentHelp("File holding the new vault's passphrase.", valueName: "file"))
+    var passphraseFile: String?
+
+    @Option(name: .long, help: "scrypt cost as log2(N), 10–20 (default 15: about 32 MiB and a tenth of a second).")
+    var kdfWorkFactor: Int = 15
+
     @OptionGroup var output: OutputOptions
 
     func run() throws {
         guard let size = ByteCount.parse(chunkSize), size <= UInt64(Int.max) else {
             throw DiskVaultError(.usage, "cannot read chunk size \"\(chunkSize)\" (e.g. 4MiB, 1M, 65536)")
         }
-        let created = try Vault.create(vault, chunkSize: Int(size))
+        let scheme = encryption ?? (encrypt ? VaultConfig.Encryption.aesGCM : VaultConfig.Encryption.none)
+        guard [VaultConfig.Encryption.none, VaultConfig.Encryption.aesGCM].contains(scheme), !(encrypt && scheme == VaultConfig.Encryption.none) else {
+            throw DiskVaultError(.usage, "--encryption must be none or aes-256-gcm\(encrypt ? " (--encrypt means aes-256-gcm)" : "")")
+        }
+        var newEncryption: Vault.NewEncryption? = nil
+        if scheme == VaultConfig.Encryption.aesGCM {
+            newEncryption = .init(
+                passphrase: try Passphrase.read(file: passphraseFile, environment: "DISKVAULT_PASSPHRASE", prompt: "vault passphrase", confirm: true),
+                logN: kdfWorkFactor)
+        }
+        let created = try Vault.create(vault, chunkSize: Int(size), encryption: newEncryption)
         if output.json {
             printJSON(created.config)
         } else {
-            print("created vault \(vault) (chunk size \(ByteCount.format(UInt64(created.config.chunkSize))), id \(created.config.id))")
+            print("created \(created.isEncrypted ? "encrypted " : "")vault \(vault) (chunk size \(ByteCount.format(UInt64(created.config.chunkSize))), id \(created.config.id))")
         }
+    }
+}
+
+struct VaultPasswd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "passwd",
+        abstract: "Change an encrypted vault's passphrase (the master key is sealed again; nothing else changes).",
+        discussion: """
+            The current passphrase comes from --passphrase-file, DISKVAULT_PASSPHRASE or a prompt; the new one from \
+            --new-passphrase-file, DISKVAULT_NEW_PASSPHRASE or a prompt (asked twice). vault.json is replaced in one \
+            atomic step: interrupted, the vault opens with the old passphrase or the new one.
+
+            Example:
+              diskvault vault passwd --vault /backup/vault --passphrase-file old.pass --new-passphrase-file new.pass
+            """)
+
+    @OptionGroup var vaultOptions: VaultOptions
+    @Option(name: .long, help: ArgumentHelp("File holding the new passphrase.", valueName: "file")) var newPassphraseFile: String?
+    @Option(name: .long, help: "scrypt cost as log2(N), 10–20 (default: as before).") var kdfWorkFactor: Int?
+
+    func run() throws {
+        let vault = try vaultOptions.open()
+        guard vault.isEncrypted else { throw DiskVaultError(.usage, "vault \(vault.location) is not encrypted: it has no passphrase to change") }
+        let new = try Passphrase.read(file: newPassphraseFile, environment: "DISKVAULT_NEW_PASSPHRASE", prompt: "new vault passphrase", confirm: true)
+        try vault.changePassphrase(new, logN: kdfWorkFactor)
+        print("changed the passphrase of vault \(vault.location)")
     }
 }

@@ -1,9 +1,14 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 internal import COpenSSL
 
 /// AES-256-GCM sealed boxes: magic "dvse", version 1, 12-byte nonce, ciphertext, 16-byte tag. The associated
 /// data binds a box to where it belongs (a key vault item's path), so boxes cannot be swapped unnoticed.
 public enum AESGCM {
     static let magic: [UInt8] = Array("dvse".utf8) + [1]
+    /// What sealing adds to a plaintext: magic, nonce, tag.
+    public static let overhead = 5 + 12 + 16
 
     /// The corresponding C function is `EVP_EncryptUpdate`.
     public static func seal(_ plaintext: [UInt8], key: [UInt8], associatedData: [UInt8] = []) -> [UInt8] {
@@ -29,6 +34,70 @@ public enum AESGCM {
             EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, &tag)
             return magic + nonce + out[..<total] + tag
         }
+    }
+
+    /// `seal` of bytes in place elsewhere (a chunk's blob), without copying them into an array first.
+    /// The corresponding C function is `EVP_EncryptUpdate`.
+    public static func seal(_ plaintext: UnsafeRawBufferPointer, key: [UInt8], associatedData: [UInt8]) -> [UInt8] {
+        precondition(key.count == 32, "AES-256-GCM needs a 32-byte key")
+        let nonce = SecureRandom.bytes(12)
+        var out = [UInt8](repeating: 0, count: magic.count + 12 + plaintext.count + 16)
+        out.replaceSubrange(0..<magic.count + 12, with: magic + nonce)
+        CipherContext().withPointer { ctx in
+            var n: Int32 = 0
+            guard EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1,
+                EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, nil) == 1,
+                EVP_EncryptInit_ex(ctx, nil, nil, key, nonce) == 1
+            else { fatalError("AES-256-GCM init failed") }
+            if !associatedData.isEmpty { EVP_EncryptUpdate(ctx, nil, &n, associatedData, Int32(associatedData.count)) }
+            let body = magic.count + 12
+            out.withUnsafeMutableBytes { o in
+                let dst = o.baseAddress!.assumingMemoryBound(to: UInt8.self) + body
+                var done = 0
+                // EVP lengths are Int32: a large input goes through in pieces.
+                while done < plaintext.count {
+                    let piece = min(plaintext.count - done, 1 << 30)
+                    _ = EVP_EncryptUpdate(ctx, dst + done, &n, plaintext.baseAddress!.assumingMemoryBound(to: UInt8.self) + done, Int32(piece))
+                    done += Int(n)
+                }
+                _ = EVP_EncryptFinal_ex(ctx, dst + done, &n)
+                EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, dst + plaintext.count)
+            }
+        }
+        return out
+    }
+
+    /// Opens a box held in `buffer` in place: the plaintext is left at the start of `buffer`, and its length
+    /// returned; nil (the buffer's contents then undefined) when the box does not open.
+    /// The corresponding C function is `EVP_DecryptUpdate`.
+    public static func openInPlace(_ buffer: UnsafeMutableRawBufferPointer, key: [UInt8], associatedData: [UInt8]) -> Int? {
+        let head = magic.count + 12
+        guard key.count == 32, buffer.count >= head + 16, let base = buffer.baseAddress,
+            UnsafeRawBufferPointer(rebasing: buffer[..<magic.count]).elementsEqual(magic)
+        else { return nil }
+        let nonce = Array(buffer[magic.count..<head])
+        var tag = Array(buffer[(buffer.count - 16)...])
+        let length = buffer.count - head - 16
+        let body = (base + head).assumingMemoryBound(to: UInt8.self)
+        let ok = CipherContext().withPointer { (ctx) -> Bool in
+            var n: Int32 = 0
+            guard EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1,
+                EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, nil) == 1,
+                EVP_DecryptInit_ex(ctx, nil, nil, key, nonce) == 1
+            else { return false }
+            if !associatedData.isEmpty { EVP_DecryptUpdate(ctx, nil, &n, associatedData, Int32(associatedData.count)) }
+            var done = 0
+            while done < length {
+                let piece = min(length - done, 1 << 30)
+                guard EVP_DecryptUpdate(ctx, body + done, &n, body + done, Int32(piece)) == 1 else { return false }
+                done += Int(n)
+            }
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, &tag)
+            return EVP_DecryptFinal_ex(ctx, body + done, &n) == 1
+        }
+        guard ok else { return nil }
+        memmove(base, base + head, length)
+        return length
     }
 
     /// Whether `box` has the form `seal` makes (magic, nonce, at least a tag): what can be checked without the key.

@@ -167,7 +167,7 @@ public final class Backup {
                             defer { pool.give(buffer) }
                             let bytes = UnsafeRawBufferPointer(BlobCodec.chunkArea(of: buffer, length: n))
                             if isAllZero(bytes) { return .zero(length: n, hole: n - readBytes) }
-                            let digest = SHA256.digest(bytes)
+                            let digest = chunks.name(of: bytes)
                             let isDamaged = !damaged.isEmpty && damaged.contains(digest)
                             if digest == previous && !isDamaged {
                                 return .chunk(digest, length: n, readBytes: readBytes, stored: nil)

@@ -126,7 +126,7 @@ public final class Repair {
             let area = BlobCodec.chunkArea(of: buffer, length: length)
             guard try source.file.read(into: area, at: offset) == length else { break }
             let bytes = UnsafeRawBufferPointer(area)
-            let digest = SHA256.digest(bytes)
+            let digest = vault.chunks.name(of: bytes)
             guard wanted.contains(digest), !healed.contains(digest) else { continue }
             _ = try vault.chunks.store(bytes, digest: digest, mayCompress: true, codec: codec, frame: buffer.storage, replacing: true)
             try vault.storage.barrier()

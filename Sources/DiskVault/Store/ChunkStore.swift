@@ -62,17 +62,27 @@ public final class BlobCodec {
     }
 }
 
-/// Chunks in the vault, each a blob named by the SHA-256 of its plaintext.
+/// Chunks in the vault, each a blob named by the SHA-256 of its plaintext — in an encrypted vault by its
+/// HMAC-SHA256 under the naming key, so that a name says nothing about the content.
 public final class ChunkStore: Sendable {
     public let storage: any VaultStorage
     public let chunkSize: Int
     /// Hex digits of the folder under chunks/ a blob sits in (0: none), from the vault's configuration.
     public let prefixDigits: Int
+    /// The naming key of an encrypted vault; nil: names are SHA-256.
+    let namingKey: [UInt8]?
 
-    public init(storage: any VaultStorage, chunkSize: Int, prefixDigits: Int = 0) {
+    public init(storage: any VaultStorage, chunkSize: Int, prefixDigits: Int = 0, namingKey: [UInt8]? = nil) {
         self.storage = storage
         self.chunkSize = chunkSize
         self.prefixDigits = prefixDigits
+        self.namingKey = namingKey
+    }
+
+    /// The name of a chunk: what the index records and the blob is stored under.
+    public func name(of chunk: UnsafeRawBufferPointer) -> Digest256 {
+        guard let namingKey else { return SHA256.digest(chunk) }
+        return HMACSHA256.authenticationCode(key: namingKey, message: chunk)
     }
 
     public static func key(_ digest: Digest256, prefixDigits: Int) -> String {
@@ -178,7 +188,7 @@ public final class ChunkStore: Sendable {
         guard got == length else {
             throw DiskVaultError(.corrupt, "chunk \(digest.hex) is damaged: holds \(got) bytes, not \(length)", path: "\(storage.location)/\(key)")
         }
-        guard SHA256.digest(UnsafeRawBufferPointer(output)) == digest else {
+        guard name(of: UnsafeRawBufferPointer(output)) == digest else {
             throw DiskVaultError(.corrupt, "chunk \(digest.hex) is damaged: content does not match its digest", path: "\(storage.location)/\(key)")
         }
         return UnsafeRawBufferPointer(output)

@@ -323,3 +323,23 @@ final class MemoryStorageSuiteTests: XCTestCase {
         try StorageSuite.vault(memory, reopen: { memory })
     }
 }
+
+/// An encrypted vault's storage over a local directory: the same verbs, every object sealed on the way.
+final class EncryptedStorageSuiteTests: XCTestCase {
+    func storage() throws -> EncryptedStorage {
+        let root = try Scratch(self).file("vault")
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let keys = VaultKeys(master: (0..<32).map { _ in UInt8.random(in: 0...255) }, vaultID: "suite")
+        return EncryptedStorage(LocalStorage(root: root), keys: keys, vaultID: "suite")
+    }
+
+    func testPutIfAbsentRace() throws { try StorageSuite.putIfAbsentRace(try storage()) }
+    func testWholeOrNothing() throws { try StorageSuite.wholeOrNothing(try storage()) }
+    func testLimits() throws { try StorageSuite.limits(try storage()) }
+    func testHeadListDelete() throws { try StorageSuite.headListDelete(try storage()) }
+    func testReplace() throws { try StorageSuite.replace(try storage()) }
+    func testBlobs() throws { try StorageSuite.blobs(try storage()) }
+    func testStreams() throws { try StorageSuite.streams(try storage()) }
+    func testLocks() throws { try StorageSuite.locks(try storage()) }
+    func testLockContention() throws { try StorageSuite.lockContention(try storage()) }
+}

@@ -1,0 +1,119 @@
+import Foundation
+
+/// The storage of an encrypted vault: every object AES-256-GCM sealed on its way in and opened on its way out,
+/// bound to the vault and to its own key (`VaultKeys.associatedData`), so that an object renamed, swapped with
+/// another or planted by someone without the key does not open. Chunk blobs are sealed with the blob key,
+/// everything else with the metadata key; objects read a piece at a time (indexes) are sealed in segments
+/// (`SealedObjectWriter`). Left in clear: vault.json (it holds the sealed master key and its KDF parameters)
+/// and the lock holders' records under locks/ (who holds which lock). Names are the backend's: disk names, point
+/// ids, policy names, job ids and chunk names (HMAC-SHA256 of the plaintext under the naming key).
+public final class EncryptedStorage: VaultStorage {
+    public let inner: any VaultStorage
+    let keys: VaultKeys
+    let vaultID: String
+
+    public init(_ inner: any VaultStorage, keys: VaultKeys, vaultID: String) {
+        self.inner = inner
+        self.keys = keys
+        self.vaultID = vaultID
+    }
+
+    public var location: String { inner.location }
+
+    /// The two objects that are never sealed.
+    static func isClear(_ key: String) -> Bool { key == "vault.json" || key.hasPrefix("locks/") }
+    static func isBlob(_ key: String) -> Bool { key.hasPrefix("chunks/") }
+
+    func sealKey(_ key: String) -> [UInt8] { Self.isBlob(key) ? keys.blob : keys.metadata }
+    func ad(_ key: String) -> [UInt8] { VaultKeys.associatedData(vaultID: vaultID, key: key) }
+
+    func seal(_ key: String, _ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        AESGCM.seal(bytes, key: sealKey(key), associatedData: ad(key))
+    }
+
+    func refused(_ key: String) -> DiskVaultError {
+        DiskVaultError(.corrupt, "is damaged or was not written for this place in this vault (it does not open with the vault's key)", path: "\(location)/\(key)")
+    }
+
+    public func prepareNewVault() throws(DiskVaultError) { try inner.prepareNewVault() }
+    public func containerExists() throws(DiskVaultError) -> Bool { try inner.containerExists() }
+
+    public func putIfAbsent(_ key: String, _ parts: [UnsafeRawBufferPointer], durable: Bool) throws(DiskVaultError) -> Bool {
+        if Self.isClear(key) { return try inner.putIfAbsent(key, parts, durable: durable) }
+        let sealed: [UInt8]
+        if parts.count == 1 {
+            sealed = seal(key, parts[0])
+        } else {
+            var joined: [UInt8] = []
+            for p in parts { joined.append(contentsOf: p) }
+            sealed = joined.withUnsafeBytes { seal(key, $0) }
+        }
+        return try sealed.withBytes { (b) throws(DiskVaultError) in try inner.putIfAbsent(key, [b], durable: durable) }
+    }
+
+    public func replace(_ key: String, _ bytes: [UInt8]) throws(DiskVaultError) {
+        if Self.isClear(key) { return try inner.replace(key, bytes) }
+        try inner.replace(key, bytes.withUnsafeBytes { seal(key, $0) })
+    }
+
+    public func get(_ key: String, limit: Int) throws(DiskVaultError) -> [UInt8] {
+        if Self.isClear(key) { return try inner.get(key, limit: limit) }
+        let box = try inner.get(key, limit: limit + AESGCM.overhead)
+        guard let plain = AESGCM.open(box, key: sealKey(key), associatedData: ad(key)) else { throw refused(key) }
+        return plain
+    }
+
+    /// Reads the sealed object into the buffer `destination` gives for its sealed size, opens it there and
+    /// returns the plaintext at the buffer's start.
+    public func read(
+        _ key: String, into destination: (Int) -> UnsafeMutableRawBufferPointer
+    ) throws(DiskVaultError) -> UnsafeRawBufferPointer {
+        if Self.isClear(key) { return try inner.read(key, into: destination) }
+        let got = try inner.read(key, into: destination)
+        guard let base = got.baseAddress else { throw refused(key) }
+        let box = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: base), count: got.count)
+        guard let n = AESGCM.openInPlace(box, key: sealKey(key), associatedData: ad(key)) else { throw refused(key) }
+        return UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(box)[..<n])
+    }
+
+    /// The plaintext's size, from the sealed object's: a sealed box adds `AESGCM.overhead`; a streamed object
+    /// (an index) its header and each 64 KiB segment's nonce and tag.
+    public func head(_ key: String) throws(DiskVaultError) -> UInt64? {
+        guard let sealed = try inner.head(key) else { return nil }
+        if Self.isClear(key) { return sealed }
+        if key.hasSuffix("/index") {
+            let header = UInt64(SealedObjectStream.header.count), unit = UInt64(SealedObjectStream.segmentSize + SealedObjectStream.overhead)
+            guard sealed >= header + UInt64(SealedObjectStream.overhead) else { return 0 }
+            let segments = (sealed - header + unit - 1) / unit
+            return sealed - header - segments * UInt64(SealedObjectStream.overhead)
+        }
+        return sealed >= UInt64(AESGCM.overhead) ? sealed - UInt64(AESGCM.overhead) : 0
+    }
+    public func list(_ prefix: String) throws(DiskVaultError) -> [String] { try inner.list(prefix) }
+    public func delete(_ key: String) throws(DiskVaultError) { try inner.delete(key) }
+    public func barrier() throws(DiskVaultError) { try inner.barrier() }
+
+    public func putBlobIfAbsent(_ key: String, padded: UnsafeRawBufferPointer, length: Int) throws(DiskVaultError) -> Bool {
+        let sealed = seal(key, UnsafeRawBufferPointer(rebasing: padded[..<length]))
+        return try sealed.withBytes { (b) throws(DiskVaultError) in try inner.putIfAbsent(key, [b], durable: false) }
+    }
+
+    public func replaceBlob(_ key: String, _ blob: UnsafeRawBufferPointer) throws(DiskVaultError) {
+        let sealed = seal(key, blob)
+        try sealed.withBytes { (b) throws(DiskVaultError) in try inner.replaceBlob(key, b) }
+    }
+
+    public func makeReader(_ key: String) throws(DiskVaultError) -> any ObjectReader {
+        try SealedObjectReader(try inner.makeReader(key), key: keys.metadata, associatedData: ad(key), source: "\(location)/\(key)")
+    }
+
+    public func makeWriter(_ key: String) throws(DiskVaultError) -> any ObjectWriter {
+        SealedObjectWriter(try inner.makeWriter(key), key: keys.metadata, associatedData: ad(key))
+    }
+
+    public func tryLock(_ name: String, _ mode: LockMode, record: [UInt8]?) throws(DiskVaultError) -> (any StorageLock)? {
+        try inner.tryLock(name, mode, record: record)
+    }
+
+    public func lockRecords(_ name: String) throws(DiskVaultError) -> [LockRecordEntry] { try inner.lockRecords(name) }
+}

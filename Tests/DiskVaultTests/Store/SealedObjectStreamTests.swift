@@ -1,0 +1,358 @@
+import DiskVault
+import Foundation
+import XCTest
+
+/// An object collected in an array, so that a test can damage it before reading it back.
+private final class ArrayWriter: ObjectWriter {
+    var bytes: [UInt8] = []
+    var committed = false, abandoned = false
+    var count: UInt64 { UInt64(bytes.count) }
+    func append(_ b: UnsafeRawBufferPointer) { bytes.append(contentsOf: b) }
+    func commitIfAbsent(durable: Bool) -> Bool {
+        committed = true
+        return true
+    }
+    func abandon() { abandoned = true }
+}
+
+/// An object that claims any size and answers reads with a fixed prefix then zeros, or nothing.
+private final class HostileReader: ObjectReader {
+    let size: UInt64
+    let prefix: [UInt8]
+    let answers: Bool
+    init(size: UInt64, prefix: [UInt8], answers: Bool) {
+        (self.size, self.prefix, self.answers) = (size, prefix, answers)
+    }
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Int {
+        guard offset < size, answers || offset < UInt64(prefix.count) else { return 0 }
+        let n = Int(min(UInt64(buffer.count), size - offset, 1 << 20))
+        for i in 0..<n {
+            let at = offset + UInt64(i)
+            buffer[i] = at < UInt64(prefix.count) ? prefix[Int(at)] : 0
+            if !answers && at + 1 >= UInt64(prefix.count) { return i + 1 }
+        }
+        return n
+    }
+}
+
+/// A small deterministic generator, so that a failing offset can be found again.
+private struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+final class SealedObjectStreamTests: XCTestCase {
+    let segment = SealedObjectStream.segmentSize
+    let key = SecureRandom.bytes(32)
+    let path = Array("disks/d/points/p1/index".utf8)
+
+    /// Seals `plaintext`, appended in pieces of varied sizes (empty ones too), and returns the inner object.
+    private func seal(_ plaintext: [UInt8], key: [UInt8]? = nil, associatedData: [UInt8]? = nil, seed: UInt64 = 1) throws -> [UInt8] {
+        let inner = ArrayWriter()
+        let writer = SealedObjectWriter(inner, key: key ?? self.key, associatedData: associatedData ?? path)
+        var rng = SplitMix(state: seed)
+        var at = 0
+        let pieces = [0, 1, 7, 4096, segment - 3, segment, segment + 5, 3 * segment]
+        while at < plaintext.count {
+            let n = min(pieces.randomElement(using: &rng)!, plaintext.count - at)
+            try plaintext[at..<at + n].withUnsafeBytes { try writer.append($0) }
+            at += n
+            XCTAssertEqual(writer.count, UInt64(at))
+        }
+        XCTAssertTrue(try writer.commitIfAbsent(durable: false))
+        XCTAssertTrue(inner.committed)
+        return inner.bytes
+    }
+
+    private func open(_ sealed: [UInt8], key: [UInt8]? = nil, associatedData: [UInt8]? = nil) throws -> SealedObjectReader {
+        try SealedObjectReader(MemoryObjectReader(sealed), key: key ?? self.key, associatedData: associatedData ?? path, source: "p1/index")
+    }
+
+    private func read(_ reader: SealedObjectReader, _ offset: Int, _ count: Int) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        let n = try out.withUnsafeMutableBytes { try reader.read(into: $0, at: UInt64(offset)) }
+        return Array(out[..<n])
+    }
+
+    /// Opens `sealed` and reads `range` of its plaintext: the error, or nil when it opened and read.
+    private func failure(_ sealed: [UInt8], _ range: Range<Int>, key: [UInt8]? = nil, associatedData: [UInt8]? = nil) -> DiskVaultError? {
+        do {
+            let reader = try open(sealed, key: key, associatedData: associatedData)
+            _ = try read(reader, range.lowerBound, range.count)
+            return nil
+        } catch let e as DiskVaultError {
+            return e
+        } catch {
+            XCTFail("not a DiskVaultError: \(error)")
+            return nil
+        }
+    }
+
+    private func assertDamaged(_ error: DiskVaultError?, segment: Int? = nil, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        guard let error else { return XCTFail("\(what): opened and read", file: file, line: line) }
+        XCTAssertEqual(error.code, .corrupt, what, file: file, line: line)
+        XCTAssertEqual(error.path, "p1/index", what, file: file, line: line)
+        XCTAssertTrue(error.message.contains("is damaged or was not sealed for this place"), "\(what): \(error.message)", file: file, line: line)
+        if let segment {
+            XCTAssertTrue(error.message.contains("(segment \(segment) does not open)"), "\(what): \(error.message)", file: file, line: line)
+        }
+    }
+
+    private func segmentsOf(_ size: Int) -> Int { max(1, (size + segment - 1) / segment) }
+    /// Where segment `i` starts in the sealed object.
+    private func start(ofSegment i: Int) -> Int { 5 + i * (segment + 28) }
+
+    // MARK: round trips
+
+    func testRoundTripsAtEverySizeThatMatters() throws {
+        var rng = SplitMix(state: 42)
+        for size in [0, 1, segment - 1, segment, segment + 1, 3 * segment + 17] {
+            let plaintext = SecureRandom.bytes(size)
+            let sealed = try seal(plaintext, seed: UInt64(size))
+            XCTAssertEqual(sealed.count, 5 + 28 * segmentsOf(size) + size, "size \(size)")
+            XCTAssertEqual(Array(sealed.prefix(5)), Array("dvss".utf8) + [1])
+            XCTAssertTrue(SealedObjectStream.isSealedForm(Array(sealed.prefix(5))))
+            XCTAssertTrue(SealedObjectStream.isSealedForm(sealed))
+
+            let reader = try open(sealed)
+            XCTAssertEqual(reader.size, UInt64(size))
+            StorageSuite.assertSame(try read(reader, 0, size + 100), plaintext, "size \(size) whole")
+            XCTAssertEqual(try read(reader, size, 10), [], "size \(size) at its end")
+            XCTAssertEqual(try read(reader, size + 1_000_000, 10), [], "size \(size) past its end")
+            XCTAssertEqual(try read(reader, 0, 0), [])
+            // Across each segment boundary, then anywhere.
+            for b in stride(from: segment, to: size, by: segment) {
+                StorageSuite.assertSame(try read(reader, b - 3, 6), Array(plaintext[(b - 3)..<min(size, b + 3)]), "size \(size) boundary \(b)")
+            }
+            guard size > 0 else { continue }
+            for _ in 0..<300 {
+                let offset = Int.random(in: 0..<size, using: &rng)
+                let count = [1, 2, 31, 4096, segment, 2 * segment + 1].randomElement(using: &rng)!
+                let expected = Array(plaintext[offset..<min(size, offset + count)])
+                StorageSuite.assertSame(try read(reader, offset, count), expected, "size \(size) at \(offset) for \(count)")
+            }
+        }
+    }
+
+    func testThroughMemoryStorage() throws {
+        let storage = MemoryStorage()
+        let plaintext = SecureRandom.bytes(2 * segment + 999)
+        let writer = SealedObjectWriter(try storage.makeWriter("points/p1/index"), key: key, associatedData: path)
+        try plaintext.withUnsafeBytes { try writer.append($0) }
+        XCTAssertTrue(try writer.commitIfAbsent(durable: true))
+        XCTAssertThrowsError(try plaintext.withUnsafeBytes { try writer.append($0) }, "appending after the commit")
+
+        let reader = try SealedObjectReader(try storage.makeReader("points/p1/index"), key: key, associatedData: path, source: "p1/index")
+        StorageSuite.assertSame(try read(reader, 0, plaintext.count), plaintext, "through MemoryStorage")
+
+        // Never over an existing object; an abandoned one leaves nothing.
+        let again = SealedObjectWriter(try storage.makeWriter("points/p1/index"), key: key, associatedData: path)
+        XCTAssertFalse(try again.commitIfAbsent(durable: false))
+        let dropped = SealedObjectWriter(try storage.makeWriter("points/p2/index"), key: key, associatedData: path)
+        try plaintext.withUnsafeBytes { try dropped.append($0) }
+        dropped.abandon()
+        XCTAssertThrowsError(try storage.makeReader("points/p2/index"))
+    }
+
+    func testAbandonAbandonsTheInnerObject() throws {
+        let inner = ArrayWriter()
+        let writer = SealedObjectWriter(inner, key: key, associatedData: path)
+        try [1, 2, 3].withUnsafeBytes { try writer.append($0) }
+        writer.abandon()
+        XCTAssertTrue(inner.abandoned)
+        XCTAssertFalse(inner.committed)
+        XCTAssertThrowsError(try writer.commitIfAbsent(durable: false))
+    }
+
+    func testChunkIndexThroughTheSealedStream() throws {
+        let chunkSize = 1 << 20
+        var rng = SplitMix(state: 7)
+        // About 160 KiB of entries: several segments, with runs of zero chunks among them.
+        var digests: [Digest256] = []
+        for i in 0..<6000 {
+            digests.append(i % 97 < 5 ? .zero : SHA256.digest(withUnsafeBytes(of: rng.next()) { Array($0) }))
+        }
+        let imageSize = UInt64(digests.count - 1) * UInt64(chunkSize) + 12345
+        let inner = ArrayWriter()
+        let sealedWriter = SealedObjectWriter(inner, key: key, associatedData: path)
+        let indexWriter = ChunkIndexWriter(chunkSize: chunkSize, output: sealedWriter)
+        for d in digests { try indexWriter.append(d) }
+        let digest = try indexWriter.finish(imageSize: imageSize)
+        XCTAssertTrue(try sealedWriter.commitIfAbsent(durable: false))
+        XCTAssertGreaterThan(inner.bytes.count, 2 * segment)
+
+        let reader = try ChunkIndexReader(try open(inner.bytes), source: "p1/index", expectedDigest: digest)
+        XCTAssertEqual(reader.count, digests.count)
+        XCTAssertEqual(reader.imageSize, imageSize)
+        var got: [Digest256] = []
+        while let entry = try reader.next() {
+            switch entry {
+            case .chunk(let d): got.append(d)
+            case .zeros(let n): got.append(contentsOf: repeatElement(.zero, count: n))
+            }
+        }
+        XCTAssertEqual(got, digests)
+        // The same index as written in the clear.
+        XCTAssertEqual(try ChunkIndex.decode(try read(try open(inner.bytes), 0, inner.bytes.count), source: "p1/index"),
+                       ChunkIndex(chunkSize: chunkSize, imageSize: imageSize, digests: digests))
+    }
+
+    // MARK: refusals
+
+    func testWrongKeyIsRefused() throws {
+        for size in [0, 100, 3 * segment + 17] {
+            let sealed = try seal(SecureRandom.bytes(size))
+            let last = segmentsOf(size) - 1
+            assertDamaged(failure(sealed, 0..<size, key: SecureRandom.bytes(32)), segment: last, "size \(size), another key")
+            assertDamaged(failure(sealed, 0..<size, key: [1, 2, 3]), segment: last, "size \(size), a short key")
+        }
+    }
+
+    func testAnotherPathIsRefused() throws {
+        let sealed = try seal(SecureRandom.bytes(2 * segment + 5))
+        for other in ["disks/d/points/p2/index", "disks/d/points/p1/index\0", "", "disks/d/points/p1/inde"] {
+            assertDamaged(failure(sealed, 0..<10, associatedData: Array(other.utf8)), segment: 2, "sealed for \(path), opened for \(other)")
+        }
+    }
+
+    func testAFlippedBitIsRefusedWhereverItIs() throws {
+        // Every bit of a small object.
+        let small = try seal(SecureRandom.bytes(100))
+        for bit in 0..<(small.count * 8) {
+            var damaged = small
+            damaged[bit / 8] ^= 1 << UInt8(bit % 8)
+            assertDamaged(failure(damaged, 0..<100), segment: bit < 40 ? nil : 0, "small object, bit \(bit)")
+        }
+
+        // In a larger one: the header, then each part of every segment, refused by the read that touches it
+        // while the segments around it still read.
+        let size = 3 * segment + 17
+        let plaintext = SecureRandom.bytes(size)
+        let sealed = try seal(plaintext)
+        for at in 0..<5 {
+            var damaged = sealed
+            damaged[at] ^= 0x10
+            assertDamaged(failure(damaged, 0..<1), "header byte \(at)")
+        }
+        for i in 0..<4 {
+            let begin = start(ofSegment: i)
+            let end = i == 3 ? sealed.count : start(ofSegment: i + 1)
+            let parts: [(String, Int)] = [
+                ("first nonce byte", begin), ("last nonce byte", begin + 11),
+                ("first ciphertext byte", begin + 12), ("middle ciphertext byte", (begin + 12 + end - 16) / 2),
+                ("last ciphertext byte", end - 17), ("first tag byte", end - 16), ("last tag byte", end - 1),
+            ]
+            for (part, at) in parts {
+                var damaged = sealed
+                damaged[at] ^= 0x01
+                let touched = (i * segment)..<min(size, i * segment + 10)
+                assertDamaged(failure(damaged, touched), segment: i, "segment \(i), \(part)")
+                guard i < 3 else { continue }  // The last segment is checked as the reader opens.
+                let reader = try open(damaged)
+                let other = i == 0 ? 1 : 0
+                StorageSuite.assertSame(try read(reader, other * segment, segment), Array(plaintext[(other * segment)..<((other + 1) * segment)]),
+                                        "segment \(other) with segment \(i) damaged")
+                XCTAssertThrowsError(try read(reader, i * segment + segment - 1, 2), "segment \(i), \(part), read ending in it")
+                XCTAssertThrowsError(try read(reader, 0, size), "segment \(i), \(part), read whole")
+            }
+        }
+    }
+
+    func testTruncationAndExtensionAreRefused() throws {
+        let size = 3 * segment + 17
+        let sealed = try seal(SecureRandom.bytes(size))
+        // Cut at each segment boundary: what is left is well formed, but its new last segment was not
+        // sealed as the last.
+        for kept in 1...3 {
+            let cut = Array(sealed.prefix(start(ofSegment: kept)))
+            assertDamaged(failure(cut, 0..<1), segment: kept - 1, "cut after \(kept) segments")
+        }
+        // Cut or grown anywhere else.
+        for length in [0, 4, 5, 6, 32, 33, start(ofSegment: 1) - 1, start(ofSegment: 1) + 1, start(ofSegment: 1) + 28, sealed.count - 1] {
+            assertDamaged(failure(Array(sealed.prefix(length)), 0..<1), "cut to \(length) bytes")
+        }
+        for extra in [[0], Array(repeating: 0, count: 28), Array(sealed[start(ofSegment: 3)...])] as [[UInt8]] {
+            assertDamaged(failure(sealed + extra, 0..<1), "grown by \(extra.count) bytes")
+        }
+        // An object of whole segments followed by an empty last one is not a layout the writer makes.
+        let whole = try seal(SecureRandom.bytes(segment))
+        let empty = try seal([])
+        assertDamaged(failure(whole + empty.dropFirst(5), 0..<1), "a full segment then an empty one")
+    }
+
+    func testReorderedSegmentsAreRefused() throws {
+        let size = 3 * segment + 17
+        let sealed = try seal(SecureRandom.bytes(size))
+        let s = segment + 28
+        func swapped(_ a: Int, _ b: Int) -> [UInt8] {
+            var out = sealed
+            out.replaceSubrange(start(ofSegment: a)..<start(ofSegment: a) + s, with: sealed[start(ofSegment: b)..<start(ofSegment: b) + s])
+            out.replaceSubrange(start(ofSegment: b)..<start(ofSegment: b) + s, with: sealed[start(ofSegment: a)..<start(ofSegment: a) + s])
+            return out
+        }
+        assertDamaged(failure(swapped(0, 1), 0..<1), segment: 0, "segments 0 and 1 swapped, read of 0")
+        assertDamaged(failure(swapped(0, 1), segment..<(segment + 1)), segment: 1, "segments 0 and 1 swapped, read of 1")
+        assertDamaged(failure(swapped(1, 2), segment..<(segment + 1)), segment: 1, "segments 1 and 2 swapped")
+        // A segment sealed for the same place in another object at another position.
+        let other = try seal(SecureRandom.bytes(size))
+        var spliced = sealed
+        spliced.replaceSubrange(start(ofSegment: 0)..<start(ofSegment: 0) + s, with: other[start(ofSegment: 1)..<start(ofSegment: 1) + s])
+        assertDamaged(failure(spliced, 0..<1), segment: 0, "segment 1 of another object put first")
+        // The last segment moved up: a short object whose only segment is not segment 0.
+        let short = Array(sealed.prefix(5)) + sealed[start(ofSegment: 3)...]
+        assertDamaged(failure(short, 0..<1), segment: 0, "the last segment alone")
+    }
+
+    func testHostileInnerObjectsNeitherCrashNorHang() {
+        let header = Array("dvss".utf8) + [1]
+        let sizes: [UInt64] = [0, 4, 5, 33, 34, UInt64(segment + 33), UInt64.max, UInt64.max - 1, UInt64.max / 2,
+                               5 + UInt64(segment + 28) * (1 << 40), 5 + UInt64(segment + 28) * (1 << 40) + 28]
+        for size in sizes {
+            for answers in [true, false] {
+                for prefix in [header, [], Array("dvsS".utf8) + [1], Array("dvss".utf8) + [2]] {
+                    let inner = HostileReader(size: size, prefix: prefix, answers: answers)
+                    XCTAssertThrowsError(try SealedObjectReader(inner, key: key, associatedData: path, source: "p1/index"),
+                                         "size \(size), answers \(answers), prefix \(prefix)") { error in
+                        XCTAssertEqual((error as? DiskVaultError)?.code, .corrupt)
+                    }
+                }
+            }
+        }
+        XCTAssertFalse(SealedObjectStream.isSealedForm(Array("dvss".utf8)))
+        XCTAssertFalse(SealedObjectStream.isSealedForm(Array("dvse".utf8) + [1]))
+        XCTAssertFalse(SealedObjectStream.isSealedForm(Array("dvindex".utf8)))
+    }
+
+    // MARK: secrecy
+
+    func testTheSealedFormHoldsNoRunOfThePlaintext() throws {
+        let size = 3 * segment + 17
+        let text = Array(String(repeating: "the quick brown fox jumps over the lazy disk ", count: size / 45 + 1).utf8.prefix(size))
+        for plaintext in [SecureRandom.bytes(size), [UInt8](repeating: 0, count: size), text] {
+            let sealed = try seal(plaintext)
+            func word(_ b: [UInt8], _ at: Int) -> UInt64 {
+                b.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt64.self) }
+            }
+            var words = Set<UInt64>()
+            for at in 0...(sealed.count - 8) { words.insert(word(sealed, at)) }
+            var found: [Int] = []
+            for at in 0...(plaintext.count - 64) where words.contains(word(plaintext, at)) {
+                let run = plaintext[at..<at + 64]
+                for s in 0...(sealed.count - 64) where sealed[s] == run.first! && sealed[s..<s + 64].elementsEqual(run) {
+                    found.append(at)
+                    break
+                }
+                if found.count > 3 { break }
+            }
+            XCTAssertEqual(found, [], "64-byte runs of the plaintext found in the sealed form")
+            // Sealed twice, the same plaintext never looks the same.
+            XCTAssertNotEqual(try seal(plaintext).suffix(64), sealed.suffix(64))
+        }
+    }
+}
