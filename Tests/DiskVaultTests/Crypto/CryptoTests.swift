@@ -33,6 +33,32 @@ final class CryptoTests: XCTestCase {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
     }
 
+    /// The two forms an encrypted vault's blobs use agree with the array forms: a box sealed from a buffer
+    /// opens with `open`, a box from `seal` opens in place (plaintext at the buffer's start), and in place a
+    /// flipped byte, another key or other associated data opens nothing.
+    func testAESGCMBufferAndInPlaceFormsAgree() {
+        let key = (0..<32).map { UInt8($0) }, other = (0..<32).map { UInt8(255 - $0) }
+        for size in [0, 1, 15, 16, 17, 4096, 1 << 20] {
+            let plain = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+            let fromBuffer = plain.withUnsafeBytes { AESGCM.seal($0, key: key, associatedData: Array("chunks/x".utf8)) }
+            XCTAssertEqual(fromBuffer.count, size + AESGCM.overhead)
+            XCTAssertEqual(AESGCM.open(fromBuffer, key: key, associatedData: Array("chunks/x".utf8)), plain, "\(size)")
+            func inPlace(_ box: [UInt8], key: [UInt8], ad: String) -> [UInt8]? {
+                var buffer = box
+                guard let n = buffer.withUnsafeMutableBytes({ AESGCM.openInPlace($0, key: key, associatedData: Array(ad.utf8)) }) else { return nil }
+                return Array(buffer[..<n])
+            }
+            let box = AESGCM.seal(plain, key: key, associatedData: Array("chunks/x".utf8))
+            XCTAssertEqual(inPlace(box, key: key, ad: "chunks/x"), plain, "\(size)")
+            XCTAssertNil(inPlace(box, key: other, ad: "chunks/x"))
+            XCTAssertNil(inPlace(box, key: key, ad: "chunks/y"))
+            var flipped = box
+            flipped[flipped.count - 1 - size / 2] ^= 1
+            XCTAssertNil(inPlace(flipped, key: key, ad: "chunks/x"), "\(size)")
+            XCTAssertNil(inPlace(Array(box.dropLast()), key: key, ad: "chunks/x"))
+        }
+    }
+
     func testDigestHexRoundTripAndOrdering() {
         let d = SHA256.digest(Array("abc".utf8))
         XCTAssertEqual(Digest256(hex: d.hex), d)
