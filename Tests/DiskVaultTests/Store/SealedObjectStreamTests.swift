@@ -35,18 +35,6 @@ private final class HostileReader: ObjectReader {
     }
 }
 
-/// A small deterministic generator, so that a failing offset can be found again.
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 final class SealedObjectStreamTests: XCTestCase {
     let segment = SealedObjectStream.segmentSize
     let key = SecureRandom.bytes(32)
@@ -56,7 +44,7 @@ final class SealedObjectStreamTests: XCTestCase {
     private func seal(_ plaintext: [UInt8], key: [UInt8]? = nil, associatedData: [UInt8]? = nil, seed: UInt64 = 1) throws -> [UInt8] {
         let inner = ArrayWriter()
         let writer = SealedObjectWriter(inner, key: key ?? self.key, associatedData: associatedData ?? path)
-        var rng = SplitMix(state: seed)
+        var rng = SeededRandom(seed: seed)
         var at = 0
         let pieces = [0, 1, 7, 4096, segment - 3, segment, segment + 5, 3 * segment]
         while at < plaintext.count {
@@ -111,7 +99,7 @@ final class SealedObjectStreamTests: XCTestCase {
     // MARK: round trips
 
     func testRoundTripsAtEverySizeThatMatters() throws {
-        var rng = SplitMix(state: 42)
+        var rng = SeededRandom(seed: 42)
         for size in [0, 1, segment - 1, segment, segment + 1, 3 * segment + 17] {
             let plaintext = SecureRandom.bytes(size)
             let sealed = try seal(plaintext, seed: UInt64(size))
@@ -172,7 +160,7 @@ final class SealedObjectStreamTests: XCTestCase {
 
     func testChunkIndexThroughTheSealedStream() throws {
         let chunkSize = 1 << 20
-        var rng = SplitMix(state: 7)
+        var rng = SeededRandom(seed: 7)
         // About 160 KiB of entries: several segments, with runs of zero chunks among them.
         var digests: [Digest256] = []
         for i in 0..<6000 {
