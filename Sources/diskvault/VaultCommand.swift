@@ -50,6 +50,9 @@ struct VaultInit: ParsableCommand {
                 logN: kdfWorkFactor)
         }
         let created = try Vault.create(vault, chunkSize: Int(size), encryption: newEncryption)
+        if encryption == VaultConfig.Encryption.none {
+            Terminal.warning("vault \(vault) is not encrypted: whoever can read its folder reads every disk's data (chunks, compressed or raw), its layout and its manifests; only the keys of encrypted disks stay sealed under their key vault")
+        }
         if output.json {
             printJSON(created.config)
         } else {

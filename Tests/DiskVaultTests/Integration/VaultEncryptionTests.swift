@@ -75,6 +75,19 @@ final class VaultEncryptionTests: XCTestCase {
         XCTAssertEqual(((try second.json()["stats"] as? [String: Any])?["newBytes"] as? Int), 0, "deduplication works on the HMAC names: \(second.stdout)")
     }
 
+    /// A clear vault asked for by name says what it leaves readable, and never asks for a passphrase.
+    func testAClearVaultSaysWhatItLeavesReadable() throws {
+        let s = try Scratch(self)
+        let r = try Tool.run("/bin/bash", ["-c", "\(Tool.diskvault) vault init \(s.file("v")) --encryption none < /dev/null"])
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.stderr.contains("is not encrypted: whoever can read its folder reads every disk's data"), r.stderr)
+        try Tool.sh("head -c 1M /dev/urandom > \(s.file("d.img"))")
+        let b = try Tool.run("/bin/bash", ["-c", "\(Tool.diskvault) backup \(s.file("d.img")) --vault \(s.file("v")) --disk d < /dev/null"])
+        XCTAssertEqual(b.status, 0, b.output)
+        let bad = try Tool.dv("vault", "init", s.file("w"), "--encrypt", "--encryption", "none")
+        XCTAssertEqual(bad.status, 2, bad.output)
+    }
+
     func testAWrongOrMissingPassphraseChangesNothing() throws {
         let t = try Setup(self)
         _ = try t.dv("backup", t.image, "--disk", "d")
