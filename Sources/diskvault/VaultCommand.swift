@@ -5,7 +5,7 @@ struct VaultCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vault",
         abstract: "Create and describe vaults.",
-        subcommands: [VaultInit.self, VaultPasswd.self]
+        subcommands: [VaultInit.self, VaultPasswd.self, VaultKeyCommand.self]
     )
 }
 
@@ -84,5 +84,43 @@ struct VaultPasswd: ParsableCommand {
         let new = try Passphrase.read(file: newPassphraseFile, environment: "DISKVAULT_NEW_PASSPHRASE", prompt: "new vault passphrase", confirm: true)
         try vault.changePassphrase(new, logN: kdfWorkFactor)
         print("changed the passphrase of vault \(vault.location)")
+    }
+}
+
+struct VaultKeyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "key", abstract: "Export or import an encrypted vault's key (its master key, still sealed under the passphrase).",
+        discussion: """
+            Keep the export apart from the vault: with it, a vault whose vault.json is lost or damaged opens again \
+            (with the passphrase). --paper writes numbered lines with a checksum each, to print and type back.
+
+            Examples:
+              diskvault vault key export --vault /backup/vault --out vault.key --paper
+              diskvault vault key import --vault /backup/vault --file vault.key --passphrase-file pw
+            """,
+        subcommands: [Export.self, Import.self])
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write the vault's key to a new file (mode 0600).")
+        @OptionGroup var vaultOptions: VaultOptions
+        @Option(name: .long, help: "Where to write it (must not exist).") var out: String
+        @Flag(name: .long, help: "Numbered lines with a checksum each, to print and type back.") var paper = false
+        func run() throws {
+            let key = try Vault.exportKey(try vaultOptions.location())
+            try writePrivateFile(out, paper ? Array(try key.paper().utf8) : try JSON.encode(key))
+            print("exported the key of vault \(try vaultOptions.location()) (id \(key.id)) to \(out)")
+        }
+    }
+
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Put an exported key back into the vault's vault.json (the passphrase must open it).")
+        @OptionGroup var vaultOptions: VaultOptions
+        @Option(name: .long, help: "The exported key (JSON or paper form).") var file: String
+        func run() throws {
+            let key = try VaultKeyExport.parse(try FileSystem.readFile(file, limit: 1 << 16), source: file)
+            let passphrase = try Passphrase.read(file: vaultOptions.passphraseFile, environment: "DISKVAULT_PASSPHRASE", prompt: "vault passphrase")
+            try Vault.importKey(key, into: try vaultOptions.location(), passphrase: passphrase)
+            print("imported the key of vault \(key.id) into \(try vaultOptions.location())")
+        }
     }
 }

@@ -187,4 +187,42 @@ final class VaultEncryptionTests: XCTestCase {
             }
         }
     }
+
+    /// `vault key export` (JSON and paper) and `import`: a vault whose vault.json is gone opens again with the
+    /// passphrase; a typo in the paper form is named by its line; a key of another vault is refused.
+    func testKeyExportAndImport() throws {
+        let t = try Setup(self)
+        _ = try t.dv("backup", t.image, "--disk", "d")
+        _ = try t.dv("vault", "key", "export", "--out", t.s.file("key.json"))
+        _ = try t.dv("vault", "key", "export", "--out", t.s.file("key.txt"), "--paper")
+        XCTAssertEqual(try Tool.sh("stat -c %a \(t.s.file("key.txt"))"), "600\n")
+        let paper = try String(contentsOfFile: t.s.file("key.txt"), encoding: .utf8)
+        XCTAssertTrue(paper.hasPrefix("diskvault vault key ") && paper.contains("\n01: "), paper)
+        let saved = try Data(contentsOf: URL(fileURLWithPath: "\(t.vault)/vault.json"))
+        for form in ["key.json", "key.txt"] {
+            try FileManager.default.removeItem(atPath: "\(t.vault)/vault.json")
+            XCTAssertEqual(try Tool.dv("points", "--vault", t.vault, "--passphrase-file", t.pw).status, 1)
+            try Tool.sh("printf 'wrong' > \(t.s.file("wrong"))")
+            let wrong = try Tool.run(Tool.diskvault, ["vault", "key", "import", "--vault", t.vault, "--file", t.s.file(form), "--passphrase-file", t.s.file("wrong")])
+            XCTAssertEqual(wrong.status, 1, wrong.output)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(t.vault)/vault.json"), "nothing written with a wrong passphrase")
+            _ = try t.dv("vault", "key", "import", "--file", t.s.file(form))
+            _ = try t.dv("verify")
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: "\(t.vault)/vault.json")), saved, form)
+        }
+        // One character of line 2 mistyped.
+        var lines = paper.split(separator: "\n").map(String.init)
+        var chars = Array(lines[2])
+        chars[6] = chars[6] == "A" ? "B" : "A"
+        lines[2] = String(chars)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: t.s.file("typo.txt"), atomically: true, encoding: .utf8)
+        let typo = try t.dv("vault", "key", "import", "--file", t.s.file("typo.txt"), expect: 1)
+        XCTAssertTrue(typo.stderr.contains("line 2 of the vault key does not match its checksum"), typo.stderr)
+        // Another vault's key.
+        let other = t.s.file("other")
+        XCTAssertEqual(try Tool.dv("vault", "init", other, "--encrypt", "--passphrase-file", t.pw, "--kdf-work-factor", "10").status, 0)
+        let foreign = try Tool.run(Tool.diskvault, ["vault", "key", "import", "--vault", other, "--file", t.s.file("key.json"), "--passphrase-file", t.pw])
+        XCTAssertEqual(foreign.status, 2, foreign.output)
+        XCTAssertTrue(foreign.stderr.contains("not of vault"), foreign.stderr)
+    }
 }
