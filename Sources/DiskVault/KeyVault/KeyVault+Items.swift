@@ -128,31 +128,25 @@ extension KeyVault {
         ItemPart.readers(part, scope: scope, kind: kind).contains { capabilityKeys[$0] != nil }
     }
 
-    struct SecretEntry { var checked: CheckedItem; var listing: SecretListing }
-    struct KeyEntry { var checked: CheckedItem; var listing: KeyListing }
+    struct Entry<Listing> { var checked: CheckedItem; var listing: Listing }
+    typealias SecretEntry = Entry<SecretListing>
+    typealias KeyEntry = Entry<KeyListing>
 
     /// Every secret version's listing. Needs list, get or restore on secrets.
-    func secretEntries() throws(DiskVaultError) -> [SecretEntry] {
-        guard canRead(.listing, .secrets) else { throw lacks(.secrets, "list") }
-        var out: [SecretEntry] = []
-        for c in try loadItems() where c.item.scope == .secrets {
-            guard let listing = try decodePart(SecretListing.self, c.item, .listing, shownAs: "\(root)/\(c.path)") else {
-                throw staleSlot(c)
-            }
-            out.append(SecretEntry(checked: c, listing: listing))
-        }
-        return out.sorted { ($0.listing.name, $0.listing.version) < ($1.listing.name, $1.listing.version) }
-    }
+    func secretEntries() throws(DiskVaultError) -> [SecretEntry] { try entries(.secrets) }
 
     /// Every key version's listing. Needs list, get, wrap, unwrap or restore on keys.
-    func keyEntries() throws(DiskVaultError) -> [KeyEntry] {
-        guard canRead(.listing, .keys) else { throw lacks(.keys, "list") }
-        var out: [KeyEntry] = []
-        for c in try loadItems() where c.item.scope == .keys {
-            guard let listing = try decodePart(KeyListing.self, c.item, .listing, shownAs: "\(root)/\(c.path)") else {
+    func keyEntries() throws(DiskVaultError) -> [KeyEntry] { try entries(.keys) }
+
+    /// Every version's listing in `scope`, by name and version.
+    func entries<Listing: ItemListing>(_ scope: Scope) throws(DiskVaultError) -> [Entry<Listing>] {
+        guard canRead(.listing, scope) else { throw lacks(scope, "list") }
+        var out: [Entry<Listing>] = []
+        for c in try loadItems() where c.item.scope == scope {
+            guard let listing = try decodePart(Listing.self, c.item, .listing, shownAs: "\(root)/\(c.path)") else {
                 throw staleSlot(c)
             }
-            out.append(KeyEntry(checked: c, listing: listing))
+            out.append(Entry(checked: c, listing: listing))
         }
         return out.sorted { ($0.listing.name, $0.listing.version) < ($1.listing.name, $1.listing.version) }
     }

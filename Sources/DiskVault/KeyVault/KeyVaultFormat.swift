@@ -206,8 +206,14 @@ struct Item: Codable {
     }
 }
 
+/// What every listing part names.
+protocol ItemListing: Decodable {
+    var name: String { get }
+    var version: Int { get }
+}
+
 /// The listing part of a secret.
-struct SecretListing: Codable {
+struct SecretListing: Codable, ItemListing {
     var name: String
     var version: Int
     var wrap: KeyVault.SecretRecord.Wrap?
@@ -216,7 +222,7 @@ struct SecretListing: Codable {
 }
 
 /// The listing part of a key.
-struct KeyListing: Codable {
+struct KeyListing: Codable, ItemListing {
     var name: String
     var version: Int
     var kind: KeyVault.KeyKind

@@ -41,29 +41,24 @@ enum LegacyKeyVault {
             else { throw DiskVaultError(.corrupt, "key vault item is damaged or was not sealed by this key vault", path: "\(root)/\(relative)") }
             return value
         }
-        func versions(_ relative: String) throws(DiskVaultError) -> [String] {
-            try FileSystem.list("\(root)/\(relative)").filter { Int($0) != nil }.sorted { Int($0)! < Int($1)! }
+        /// Every version under data/<folder>/<name>/<n>, each checked to be the one its path names.
+        func records<T: Decodable>(_ folder: String, _ what: String, _ id: (T) -> (String, Int)) throws(DiskVaultError) -> [T] {
+            var out: [T] = []
+            for name in try FileSystem.list("\(root)/data/\(folder)").sorted() where !FileSystem.isAtomicWriteTemporary(name) {
+                let versions = try FileSystem.list("\(root)/data/\(folder)/\(name)").compactMap(Int.init).sorted()
+                for v in versions {
+                    let record: T = try open("data/\(folder)/\(name)/\(v)")
+                    guard id(record) == (name, v) else {
+                        throw DiskVaultError(.corrupt, "key vault item names another \(what)", path: "\(root)/data/\(folder)/\(name)/\(v)")
+                    }
+                    out.append(record)
+                }
+            }
+            return out
         }
         let policy: AccessPolicy = try open("data/access")
-        var keys: [KeyVault.KeyRecord] = [], secrets: [KeyVault.SecretRecord] = []
-        for name in try FileSystem.list("\(root)/data/keys").sorted() where !FileSystem.isAtomicWriteTemporary(name) {
-            for v in try versions("data/keys/\(name)") {
-                let record: KeyVault.KeyRecord = try open("data/keys/\(name)/\(v)")
-                guard record.name == name, String(record.version) == v else {
-                    throw DiskVaultError(.corrupt, "key vault item names another key", path: "\(root)/data/keys/\(name)/\(v)")
-                }
-                keys.append(record)
-            }
-        }
-        for name in try FileSystem.list("\(root)/data/secrets").sorted() where !FileSystem.isAtomicWriteTemporary(name) {
-            for v in try versions("data/secrets/\(name)") {
-                let record: KeyVault.SecretRecord = try open("data/secrets/\(name)/\(v)")
-                guard record.name == name, String(record.version) == v else {
-                    throw DiskVaultError(.corrupt, "key vault item names another secret", path: "\(root)/data/secrets/\(name)/\(v)")
-                }
-                secrets.append(record)
-            }
-        }
+        let keys: [KeyVault.KeyRecord] = try records("keys", "key") { ($0.name, $0.version) }
+        let secrets: [KeyVault.SecretRecord] = try records("secrets", "secret") { ($0.name, $0.version) }
         return Contents(config: config, master: master, grants: policy.principals, keys: keys, secrets: secrets)
     }
 }
