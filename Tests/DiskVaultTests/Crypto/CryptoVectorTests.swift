@@ -315,9 +315,7 @@ final class CryptoVectorTests: XCTestCase {
             hex("202122232425262728292a2b2c2d2e2f"))
     }
 
-    // MARK: HKDF-SHA256
-
-    // RFC 5869 A.1–A.3 are not here: nothing in this project derives keys with HKDF, so there is no wrapper to test.
+    // HKDF-SHA256's RFC 5869 vectors (A.1–A.3) are in PublicKeyCryptoTests, beside the sealing that uses it.
 
     // MARK: RSA-OAEP (SHA-256, MGF1-SHA-256)
 
