@@ -10,8 +10,8 @@ struct KeyVaultCommand: ParsableCommand {
         commandName: "keyvault",
         abstract: "Keep disk keys (BEKs) and the keys that wrap them (KEKs) in a key vault, encrypted at rest.",
         discussion: "The administrator's passphrase comes from --passphrase-file, DISKVAULT_KEYVAULT_PASSPHRASE, or a prompt.",
-        subcommands: [KeyVaultInit.self, KeyVaultKey.self, KeyVaultSecret.self, KeyVaultAccessCommand.self, KeyVaultList.self,
-                      KeyVaultPasswd.self, KeyVaultUpgrade.self]
+        subcommands: [KeyVaultInit.self, KeyVaultKey.self, KeyVaultSecret.self, KeyVaultAccessCommand.self, KeyVaultEscrow.self,
+                      KeyVaultList.self, KeyVaultPasswd.self, KeyVaultUpgrade.self]
     )
 }
 
@@ -233,6 +233,80 @@ struct KeyVaultAccessCommand: ParsableCommand {
             try kv.revokeAccess(principal: principal)
             for q in kv.quarantined { Terminal.warning("moved aside (it does not check or open): \(q)") }
             print("revoked \(principal)")
+        }
+    }
+}
+
+struct KeyVaultEscrow: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "escrow",
+        abstract: "Escrow the key vault's keys and secrets to an encrypted vault, so that its points' keys outlive the key vault.",
+        discussion: """
+            An escrowed key vault seals every key and secret to the vault's escrow key as well (derived from the \
+            vault's master key). The key backup of each point then opens with the vault's passphrase: if the key \
+            vault is lost, `diskvault keys restore --keyvault NEW` puts the keys and secrets back into a new one, \
+            with their names, versions, tags and KEK wrapping. Whoever holds the vault's passphrase can then read \
+            every key and secret of this key vault: escrow only to a vault guarded as well as the key vault.
+
+            The key vault's passphrase comes from --passphrase-file or DISKVAULT_KEYVAULT_PASSPHRASE; the vault's \
+            from --vault-passphrase-file or DISKVAULT_PASSPHRASE (it proves the escrow key is the vault's own).
+
+            Examples:
+              diskvault keyvault escrow add /keys/kv --vault /backup/vault --passphrase-file kv.pass --vault-passphrase-file vault.pass
+              diskvault keyvault escrow list /keys/kv --passphrase-file kv.pass
+              diskvault keyvault escrow remove /keys/kv --vault-id 5a14... --passphrase-file kv.pass
+            """,
+        subcommands: [Add.self, Remove.self, List.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Escrow every key and secret to an encrypted vault (every item is sealed again).")
+        @Argument var keyvault: String
+        @Option(name: .long, help: "The encrypted vault to escrow to.") var vault: String
+        @Option(name: .long, help: ArgumentHelp("File holding the vault's passphrase.", valueName: "file")) var vaultPassphraseFile: String?
+        @OptionGroup var admin: AdminOptions
+        func run() throws {
+            let file = vaultPassphraseFile
+            let v = try Vault.open(vault) { () throws(DiskVaultError) -> [UInt8] in
+                do { return try Passphrase.read(file: file, environment: "DISKVAULT_PASSPHRASE", prompt: "vault passphrase") } catch let e as DiskVaultError {
+                    throw e.code == .usage && file == nil ? DiskVaultError(.usage, "no passphrase for vault \(vault): give --vault-passphrase-file or set DISKVAULT_PASSPHRASE") : e
+                } catch { throw DiskVaultError(.usage, "\(error)") }
+            }
+            guard let keys = v.keys else {
+                throw DiskVaultError(.usage, "vault \(vault) is not encrypted: a clear vault keeps no escrow (make an encrypted one with `diskvault vault init`)")
+            }
+            let kv = try admin.open(keyvault)
+            let moved = try kv.addEscrow(vaultID: v.config.id, publicKey: keys.escrowKey.publicKey, location: FileSystem.absolutePath(vault))
+            for q in moved { Terminal.warning("moved aside (it does not check or open): \(q)") }
+            Terminal.warning("whoever holds the passphrase of vault \(vault) can now read every key and secret of key vault \(keyvault)")
+            print("key vault \(keyvault) escrows its keys and secrets to vault \(vault) (id \(v.config.id)); points backed up from now on carry keys that outlive the key vault")
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop escrowing to a vault (every item is sealed again without it).",
+            discussion: "Key backups already stored in that vault stay restorable with its passphrase; only new ones are not escrowed.")
+        @Argument var keyvault: String
+        @Option(name: .long, help: "The vault's id (see `keyvault escrow list`).") var vaultID: String
+        @OptionGroup var admin: AdminOptions
+        func run() throws {
+            let kv = try admin.open(keyvault)
+            let moved = try kv.removeEscrow(vaultID: vaultID)
+            for q in moved { Terminal.warning("moved aside (it does not check or open): \(q)") }
+            print("key vault \(keyvault) no longer escrows to vault \(vaultID)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The vaults the key vault escrows to.")
+        @Argument var keyvault: String
+        @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
+        func run() throws {
+            let vaults = try admin.open(keyvault).escrowVaults()
+            if output.json { printJSON(vaults); return }
+            if vaults.isEmpty { print("key vault \(keyvault) escrows to no vault") }
+            for v in vaults { print("\(v.vaultID)  \(v.vault)  (since epoch \(v.since))") }
         }
     }
 }

@@ -10,7 +10,18 @@ struct KeysCommand: ParsableCommand {
 
     struct Restore: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Put the key and secret a recovery point carries back into its key vault (needs restore permission).")
+            abstract: "Put the key and secret a recovery point carries back into its key vault, or into a new one (needs restore permission).",
+            discussion: """
+                Into the key vault the point was backed up from, the key backup opens with the principal's credential. \
+                Into another or a new key vault (the first one lost), it opens with the vault's passphrase, when the \
+                first key vault escrowed its keys to this vault (`diskvault keyvault escrow add`); the keys and \
+                secrets keep their names, versions, tags and KEK wrapping.
+
+                Examples:
+                  diskvault keys restore --vault /backup/vault --disk web --keyvault /keys/kv --principal restorer --credential restorer.cred
+                  diskvault keyvault init /keys/kv2 && diskvault keyvault access grant /keys/kv2 --principal restorer --keys set,restore,get,list --secrets set,restore,get,list --credential-out r2.cred
+                  diskvault keys restore --vault /backup/vault --disk web --keyvault /keys/kv2 --principal restorer --credential r2.cred
+                """)
         @OptionGroup var vaultOptions: VaultOptions
         @Option(name: .long) var disk: String
         @Option(name: .long, help: "Point id, or latest.") var point: String = "latest"
@@ -23,7 +34,8 @@ struct KeysCommand: ParsableCommand {
             guard let access = try keys.access() else { throw DiskVaultError(.usage, "keys restore needs --keyvault, --principal and --credential") }
             let result = try KeyRestore.run(vault: try vaultOptions.open(), disk: disk, point: point, access: access, control: lock.control)
             if output.json { printJSON(result); return }
-            for item in result.restored { print("restored \(item) into key vault \(result.keyVault)") }
+            let from = result.fromEscrow ? " (from the vault's escrow)" : ""
+            for item in result.restored { print("restored \(item) into key vault \(result.keyVault)\(from)") }
             for item in result.alreadyPresent { print("present  \(item)") }
         }
     }

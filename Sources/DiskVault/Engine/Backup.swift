@@ -111,7 +111,8 @@ public final class Backup {
             }
             keyPlan = try KeyBackup.plan(
                 layout: layout, disk: options.disk, pointID: pointID, access: access, file: source.file, image: source.path,
-                previous: previous?.manifest.keyBackup)
+                previous: previous?.manifest.keyBackup, vault: vault)
+            warnings += keyPlan?.warnings ?? []
         }
         // Every check reused from the previous point: sealing alone is not worth a thread.
         let keyCheck = keyPlan.map { plan in Background(onItsOwnThread: plan.needsCheck) { () throws(DiskVaultError) in try plan.finish() } }

@@ -104,6 +104,8 @@ enum KeyBackup {
         var contents: KeyBackupContents
         var volumes: [Volume]
         var keyVault: String
+        /// Why the keys can be restored only while their key vault exists, when they can.
+        var warnings: [String] = []
 
         /// Whether `finish` has real work to do (a key to check), worth a thread of its own.
         var needsCheck: Bool { volumes.contains { $0.reused == nil && $0.bek != nil } }
@@ -139,7 +141,7 @@ enum KeyBackup {
     /// left to the plan.
     static func plan(
         layout: DiskLayout, disk: String, pointID: String, access: KeyVaultAccess, file: FileDescriptor, image: String,
-        previous: KeyBackupRecord? = nil
+        previous: KeyBackupRecord? = nil, vault: Vault
     ) throws(DiskVaultError) -> Plan {
         let kv: KeyVault
         do {
@@ -198,6 +200,24 @@ enum KeyBackup {
             plan.volumes.append(Plan.Volume(
                 entry: entry, label: label(v), secret: secret, bek: bek, uncheckable: uncheckable, bytes: volume, encryption: v.encryption, reused: reused))
         }
+        // Escrow: an encrypted vault whose escrow key the key vault seals every item to holds keys that outlive
+        // the key vault.
+        let only = "the keys of disk \(disk) can be restored only while key vault \(access.keyVault) exists"
+        if let keys = vault.keys {
+            let vaultID = vault.config.id
+            if !kv.escrows(to: vaultID, publicKey: keys.escrowKey.publicKey) {
+                plan.warnings.append("\(only): it does not escrow its keys to vault \(vault.location); its administrator can make them restorable from this vault with `diskvault keyvault escrow add \(access.keyVault) --vault \(vault.location)`")
+            } else if let stale = plan.contents.items.first(where: { copy in
+                guard let bytes = unbase64(copy.file), let item = try? kv.checkItem(bytes, id: copy.id, current: false) else { return true }
+                return !KeyVault.isEscrowed(item, to: vaultID)
+            }) {
+                plan.warnings.append("\(only): its item \(stale.id) is not yet sealed to vault \(vault.location) (an escrow change was interrupted: its administrator should run `diskvault keyvault escrow add \(access.keyVault) --vault \(vault.location)` again)")
+            } else {
+                plan.record.escrow = vaultID
+            }
+        } else {
+            plan.warnings.append("\(only): vault \(vault.location) is not encrypted, so it keeps no escrow of them")
+        }
         return plan
     }
 
@@ -215,6 +235,55 @@ enum KeyBackup {
         return c.format == KeyBackupContents.formatName && c.version == 2
     }
 
+    /// A point's key backup blob, checked against its manifest's digest, and the path it is shown as.
+    static func read(_ point: RecoveryPoint, _ record: KeyBackupRecord, vault: Vault) throws(DiskVaultError) -> ([UInt8], String) {
+        let key = "\(RecoveryPoint.prefix(disk: point.disk))/\(point.id)/\(record.blob)"
+        let path = "\(vault.location)/\(key)"
+        let blob = try vault.storage.get(key, limit: maxBlobSize)
+        if let digest = record.blobDigest, SHA256.digest(blob).hex != digest {
+            throw DiskVaultError(.corrupt, "key backup of point \(point.id) is damaged: it does not match the digest in its manifest", path: path)
+        }
+        return (blob, path)
+    }
+
+    /// Whether the keys of `point` can be opened with `vault`'s escrow key.
+    static func isEscrowed(_ point: RecoveryPoint, in vault: Vault) -> Bool {
+        vault.keys != nil && point.manifest.keyBackup?.escrow == vault.config.id
+    }
+
+    /// Opens a point's key backup with the vault's escrow key, without the key vault it came from: each item
+    /// checked as signed by that key vault's administrator (or a writer it certified; the key backup, sealed
+    /// in the vault, names that administrator) and every part opened.
+    static func escrowedItems(of point: RecoveryPoint, vault: Vault) throws(DiskVaultError) -> [KeyVault.OpenedItem] {
+        guard let record = point.manifest.keyBackup else {
+            throw DiskVaultError(.notFound, "point \(point.id) of disk \(point.disk) carries no key backup")
+        }
+        guard let keys = vault.keys, record.escrow == vault.config.id else {
+            throw DiskVaultError(.notFound, "the keys of point \(point.id) are sealed only under key vault \(record.keyVault) (id \(record.keyVaultID)): \(vault.keys == nil ? "vault \(vault.location) is not encrypted and keeps no escrow" : "that key vault did not escrow them to vault \(vault.location)")")
+        }
+        let (blob, path) = try read(point, record, vault: vault)
+        guard let contents = try? JSONDecoder().decode(KeyBackupContents.self, from: Data(blob)),
+            contents.format == KeyBackupContents.formatName, contents.version == 2,
+            contents.keyVaultID == record.keyVaultID, let adminKey = unbase64(contents.adminKey)
+        else { throw DiskVaultError(.corrupt, "key backup of point \(point.id) is damaged (not a key backup of key vault \(record.keyVaultID))", path: path) }
+        let escrowKey = keys.escrowKey
+        var out: [KeyVault.OpenedItem] = []
+        for copy in contents.items {
+            guard KeyVault.isItemID(copy.id), let bytes = unbase64(copy.file) else {
+                throw DiskVaultError(.corrupt, "key backup of point \(point.id) is damaged (an item is not an item)", path: path)
+            }
+            let shown = "\(path) (item \(copy.id))"
+            let item = try KeyVault.checkItem(bytes, id: copy.id, keyVaultID: contents.keyVaultID, adminKey: adminKey, current: nil, shownAs: shown)
+            var parts: [ItemPart: [UInt8]] = [:]
+            for name in item.parts.keys.sorted() {
+                guard let part = ItemPart(rawValue: name) else { throw DiskVaultError(.corrupt, "item has an unknown part \(name)", path: shown) }
+                parts[part] = try KeyVault.openEscrowed(item, part, vaultID: vault.config.id, key: escrowKey, shownAs: shown)
+            }
+            out.append(KeyVault.OpenedItem(id: copy.id, scope: item.scope, parts: parts))
+        }
+        return out
+    }
+
     /// Opens a point's key backup with the key vault it came from: every item checked as the key vault's
     /// administrator (or a writer it certified) signed it. A format-1 key backup opens for the administrator
     /// and principals with restore on secrets only (`.permission` for others).
@@ -225,12 +294,7 @@ enum KeyBackup {
         guard record.keyVaultID == kv.config.id else {
             throw DiskVaultError(.usage, "key vault \(kv.root) (id \(kv.config.id)) is not the one the keys of point \(point.id) came from (\(record.keyVault), id \(record.keyVaultID))")
         }
-        let key = "\(RecoveryPoint.prefix(disk: point.disk))/\(point.id)/\(record.blob)"
-        let path = "\(vault.location)/\(key)"
-        let blob = try vault.storage.get(key, limit: maxBlobSize)
-        if let digest = record.blobDigest, SHA256.digest(blob).hex != digest {
-            throw DiskVaultError(.corrupt, "key backup of point \(point.id) is damaged: it does not match the digest in its manifest", path: path)
-        }
+        let (blob, path) = try read(point, record, vault: vault)
         if AESGCM.isSealedForm(blob) {
             guard let legacyKey = try kv.legacyKeyBackupKey() else {
                 throw DiskVaultError(.permission, "key backup of point \(point.id) was made with key vault format 1: only the administrator or a principal with restore on secrets opens it", path: path)

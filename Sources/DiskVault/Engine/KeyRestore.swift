@@ -7,6 +7,8 @@ public enum KeyRestore {
         public var keyVault: String
         public var restored: [String]
         public var alreadyPresent: [String]
+        /// Whether they came from the vault's escrow (into another key vault than the one backed up from).
+        public var fromEscrow: Bool = false
     }
 
     /// Runs as a recorded job under the vault's shared lock.
@@ -20,7 +22,15 @@ public enum KeyRestore {
 
     private static func restoreKeys(vault: Vault, disk: String, point id: String?, access: KeyVaultAccess) throws(DiskVaultError) -> Result {
         let point = try vault.point(disk: disk, id: id)
-        let kv = try access.open()
+        let kv: KeyVault
+        do {
+            kv = try access.open()
+        } catch where error.code == .notFound {
+            throw DiskVaultError(.notFound, "key vault \(access.keyVault) does not exist: create it with `diskvault keyvault init \(access.keyVault)` and grant a principal set and restore on keys and secrets, then run this again")
+        }
+        if let record = point.manifest.keyBackup, record.keyVaultID != kv.config.id {
+            return try restoreEscrowed(vault: vault, point: point, kv: kv, access: access)
+        }
         let opened = try KeyBackup.contents(of: point, vault: vault, kv: kv)
         let needsKeys: Bool
         switch opened {
@@ -44,6 +54,26 @@ public enum KeyRestore {
         case .legacy(let contents):
             for key in contents.keys { note(try kv.restore(legacyKey: key)) }
             for secret in contents.secrets { note(try kv.restore(legacySecret: secret)) }
+        }
+        return result
+    }
+
+    /// Into another key vault than the one the point's keys came from: opened with the vault's escrow key.
+    private static func restoreEscrowed(vault: Vault, point: RecoveryPoint, kv: KeyVault, access: KeyVaultAccess) throws(DiskVaultError) -> Result {
+        let record = point.manifest.keyBackup!
+        guard KeyBackup.isEscrowed(point, in: vault) else {
+            throw DiskVaultError(.usage, "key vault \(access.keyVault) (id \(kv.config.id)) is not the one the keys of point \(point.id) came from (\(record.keyVault), id \(record.keyVaultID)), and \(vault.isEncrypted ? "that key vault did not escrow them to vault \(vault.location)" : "vault \(vault.location) is not encrypted, so it keeps no escrow of them"): they go back only into \(record.keyVault)")
+        }
+        let items = try KeyBackup.escrowedItems(of: point, vault: vault)
+        let needsKeys = items.contains { $0.scope == .keys }
+        guard kv.holds(.secrets, [.restore]) && (!needsKeys || kv.holds(.keys, [.restore])) else {
+            throw DiskVaultError(.permission, "principal \(access.principal) lacks restore permission on \(needsKeys ? "keys and secrets" : "secrets") in key vault \(access.keyVault)")
+        }
+        var result = Result(point: point.id, keyVault: access.keyVault, restored: [], alreadyPresent: [], fromEscrow: true)
+        let shown = "\(vault.location)/\(RecoveryPoint.prefix(disk: point.disk))/\(point.id)/keys"
+        for o in items.sorted(by: { ($0.scope == .keys ? 0 : 1) < ($1.scope == .keys ? 0 : 1) }) {
+            let outcome = try kv.restore(o, shownAs: "\(shown) (item \(o.id))", fromElsewhere: true)
+            if outcome.1 { result.restored.append(outcome.0) } else { result.alreadyPresent.append(outcome.0) }
         }
         return result
     }

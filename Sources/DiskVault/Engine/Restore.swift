@@ -138,14 +138,21 @@ public final class Restore {
         guard let access = options.keyVault else {
             throw DiskVaultError(.usage, "point \(point.id) of disk \(point.disk) is encrypted: restore needs --keyvault, --principal and --credential (its keys were backed up from key vault \(record.keyVault))")
         }
+        let escrowed = KeyBackup.isEscrowed(point, in: vault)
         let kv: KeyVault
         do {
             kv = try access.open()
         } catch where error.code == .notFound {
-            throw DiskVaultError(.notFound, "key vault \(access.keyVault) is missing: point \(point.id) needs its keys from key vault \(record.keyVault) (id \(record.keyVaultID)); put that key vault back, then restore again")
+            if escrowed {
+                throw DiskVaultError(.notFound, "key vault \(access.keyVault) is missing: point \(point.id) needs its keys, backed up from key vault \(record.keyVault) (id \(record.keyVaultID)); they are escrowed in vault \(vault.location): create a new key vault, put them into it with `diskvault keys restore --vault \(vault.location) --disk \(point.disk) --point \(point.id) --keyvault NEW --principal P --credential F`, then restore with --keyvault NEW")
+            }
+            throw DiskVaultError(.notFound, "key vault \(access.keyVault) is missing: point \(point.id) needs its keys from key vault \(record.keyVault) (id \(record.keyVaultID)), the only place they are sealed under; put that key vault back, then restore again")
         }
-        guard kv.config.id == record.keyVaultID else {
-            throw DiskVaultError(.usage, "key vault \(access.keyVault) is not the one the keys of point \(point.id) came from (\(record.keyVault), id \(record.keyVaultID))")
+        if kv.config.id != record.keyVaultID {
+            guard escrowed else {
+                throw DiskVaultError(.usage, "key vault \(access.keyVault) is not the one the keys of point \(point.id) came from (\(record.keyVault), id \(record.keyVaultID)), and the vault keeps no escrow of them")
+            }
+            try checkEscrowedKeys(point, record, in: kv, command: command)
         }
         for v in record.volumes {
             let which = v.number == 0 ? "the disk" : "volume \(v.number)"
@@ -157,6 +164,31 @@ public final class Restore {
             }
         }
         return kv
+    }
+
+    /// Another key vault than the one a point's keys came from serves its restore when it holds each volume's
+    /// secret as the vault's escrow has it (put back by `keys restore`): same name, version, wrapping, tags and
+    /// creation time, and the same value where its principal may read values.
+    func checkEscrowedKeys(_ point: RecoveryPoint, _ record: KeyBackupRecord, in kv: KeyVault, command: String) throws(DiskVaultError) {
+        var backed: [String: (SecretListing, String)] = [:]
+        for o in try KeyBackup.escrowedItems(of: point, vault: vault) where o.scope == .secrets {
+            guard let l = o.parts[.listing].flatMap({ try? JSONDecoder().decode(SecretListing.self, from: Data($0)) }),
+                let v = o.parts[.value].flatMap({ try? JSONDecoder().decode(KeyVault.SecretValue.self, from: Data($0)) })
+            else { continue }
+            backed["\(l.name)\u{0}\(l.version)"] = (l, v.value)
+        }
+        let readsValues = kv.canRead(.value, .secrets)
+        for v in record.volumes {
+            let which = v.number == 0 ? "the disk" : "volume \(v.number)"
+            let here = try kv.secretEntries().last { $0.listing.name == v.secret && $0.listing.version == v.secretVersion }
+            let hereValue = try here.flatMap { (e) throws(DiskVaultError) in readsValues ? try kv.record(e).value : nil }
+            guard let (listing, value) = backed["\(v.secret)\u{0}\(v.secretVersion)"], let here,
+                here.listing.wrap == listing.wrap, here.listing.tags == listing.tags, here.listing.created == listing.created,
+                hereValue == nil || hereValue == value
+            else {
+                throw DiskVaultError(.notFound, "secret \(v.secret) version \(v.secretVersion), the key of \(which), is not in key vault \(kv.root) as point \(point.id) backed it up; put it back with `\(command)`")
+            }
+        }
     }
 
     /// Writes each encrypted volume's BEK, unwrapped: `path` for one volume, `path.N` for several.

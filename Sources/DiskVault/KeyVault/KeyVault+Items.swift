@@ -20,9 +20,18 @@ extension KeyVault {
     /// Checks an item file's signature and binding. `current`: the item is in this key vault (not in a key
     /// backup), so its writer must be one the current policy allows and it must not predate the last re-seal.
     func checkItem(_ bytes: [UInt8], id: String, current: Bool, shownAs full: String? = nil) throws(DiskVaultError) -> Item {
+        try Self.checkItem(
+            bytes, id: id, keyVaultID: config.id, adminKey: adminPublicKey, current: current ? (policy, root) : nil,
+            shownAs: full ?? "\(root)/\(KeyVaultFormat.itemPath(id))")
+    }
+
+    /// `checkItem` for the key vault `keyVaultID` whose administrator's public key is `adminKey`; `current`, the
+    /// policy and root of the key vault the item is in (nil: a copy in a key backup).
+    static func checkItem(
+        _ bytes: [UInt8], id: String, keyVaultID: String, adminKey: [UInt8], current: (policy: Policy, root: String)?, shownAs full: String
+    ) throws(DiskVaultError) -> Item {
         let path = KeyVaultFormat.itemPath(id)
-        let full = full ?? "\(root)/\(path)"
-        let id = config.id, adminKey = adminPublicKey, policy = self.policy
+        let id = keyVaultID
         var writer: WriterCertificate? = nil
         let payload = try Self.checkSigned(bytes, path: path, kind: "item", full: full) { (signer, file) throws(DiskVaultError) in
             if signer == "admin" { return adminKey }
@@ -37,7 +46,7 @@ extension KeyVault {
             guard let cert = try? JSONDecoder().decode(WriterCertificate.self, from: Data(certPayload)), cert.principal == name,
                 cert.keyVault == id, let key = unbase64(cert.signingKey)
             else { throw DiskVaultError(.corrupt, "the writer certificate of \(signer) is damaged", path: full) }
-            if current {
+            if let policy = current?.policy {
                 guard let entry = policy.principals[name], entry.signingKey == cert.signingKey else {
                     throw DiskVaultError(.permission, "item was written by principal \(name), which the access policy no longer names with that key: refused", path: full)
                 }
@@ -50,13 +59,13 @@ extension KeyVault {
         guard let item = try? JSONDecoder().decode(Item.self, from: Data(payload)) else {
             throw DiskVaultError(.corrupt, "item is damaged (its signed contents do not decode)", path: full)
         }
-        guard item.keyVault == config.id, item.id == FileSystem.lastComponent(of: path) else {
+        guard item.keyVault == keyVaultID, item.id == FileSystem.lastComponent(of: path) else {
             throw DiskVaultError(.corrupt, "item belongs elsewhere (it names another item or key vault): refused", path: full)
         }
         if let writer, !writer.mayWrite(item.scope) {
             throw DiskVaultError(.permission, "item was written by principal \(writer.principal), which may not write \(item.scope.rawValue): refused", path: full)
         }
-        if current {
+        if let (policy, root) = current {
             guard item.epoch <= policy.epoch else {
                 throw DiskVaultError(.corrupt, "policy.json is older than item \(item.id): an old copy of the policy was put back; refused", path: "\(root)/\(KeyVaultFormat.policyPath)")
             }
@@ -173,6 +182,12 @@ extension KeyVault {
                     let box = SealedToKey.seal(partKey, to: publicKey, associatedData: Self.wrapAD(config.id, id, part, c, generation))
                 else { throw DiskVaultError(.corrupt, "policy lacks a valid key for capability \(c.rawValue)", path: "\(root)/\(KeyVaultFormat.policyPath)") }
                 wraps[c.rawValue] = .init(generation: generation, box: Data.base64(box))
+            }
+            for (vaultID, recipient) in (policy.escrow ?? [:]).sorted(by: { $0.key < $1.key }) {
+                guard let publicKey = unbase64(recipient.publicKey),
+                    let box = SealedToKey.seal(partKey, to: publicKey, associatedData: Self.escrowAD(config.id, id, part, vaultID))
+                else { throw DiskVaultError(.corrupt, "policy names vault \(vaultID) for escrow with a damaged key", path: "\(root)/\(KeyVaultFormat.policyPath)") }
+                wraps[Self.escrowWrapName(vaultID)] = .init(generation: 0, box: Data.base64(box))
             }
             sealed[part.rawValue] = .init(box: Data.base64(AESGCM.seal(plain, key: partKey, associatedData: Self.partAD(config.id, id, part))), wraps: wraps)
         }

@@ -9,6 +9,9 @@ public struct KeyBackupRecord: Codable, Sendable, Equatable {
     /// SHA-256 of the sealed blob, so verify can prove it whole without the key vault (absent in points of
     /// older builds).
     public var blobDigest: String? = nil
+    /// The id of the vault whose escrow key every item of the key backup is also sealed to (the vault the
+    /// point is in), so that the keys go back into another key vault; absent: only the key vault opens them.
+    public var escrow: String? = nil
 
     public struct Volume: Codable, Sendable, Equatable {
         public var number: Int

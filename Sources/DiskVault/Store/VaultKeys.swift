@@ -11,8 +11,15 @@ public struct VaultKeys: Sendable {
     let naming: [UInt8]
     /// Seals every other object (indexes, manifests, key backups, records).
     let metadata: [UInt8]
-    /// Seals the vault's own copy of a point's key backup.
+    /// The private half of the vault's escrow key pair (X25519): key vaults that escrow to this vault seal
+    /// their items to its public half, so that a point's key backup opens without its key vault.
     let escrow: [UInt8]
+
+    /// The escrow key pair.
+    public var escrowKey: X25519Key {
+        guard let key = X25519Key(privateKey: escrow) else { fatalError("X25519 refused a 32-byte private key") }
+        return key
+    }
 
     public init(master: [UInt8], vaultID: String) {
         self.master = master
