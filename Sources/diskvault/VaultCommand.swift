@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import DiskVault
 
@@ -12,7 +15,16 @@ struct VaultCommand: ParsableCommand {
 struct VaultInit: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
-        abstract: "Create a new vault in a new or empty directory."
+        abstract: "Create a new vault, encrypted unless asked otherwise, in a new or empty directory.",
+        discussion: """
+            The vault is encrypted (AES-256-GCM) by default: its master key is sealed under a key derived (scrypt) \
+            from the passphrase, read from --passphrase-file, DISKVAULT_PASSPHRASE or a prompt (asked twice). \
+            --encryption none makes a clear vault: whoever can read its folder reads every disk's data.
+
+            Examples:
+              diskvault vault init /backup/vault --passphrase-file vault.pass
+              diskvault vault init /backup/clear --encryption none
+            """
     )
 
     @Argument(help: "Directory for the new vault.")
@@ -21,10 +33,10 @@ struct VaultInit: ParsableCommand {
     @Option(name: .long, help: "Chunk size: a power of two from 64KiB to 16MiB.")
     var chunkSize: String = "4MiB"
 
-    @Flag(name: .long, help: "Encrypt the vault (AES-256-GCM; the passphrase from --passphrase-file, DISKVAULT_PASSPHRASE or a prompt).")
+    @Flag(name: .long, help: "Encrypt the vault (AES-256-GCM), as it is by default.")
     var encrypt = false
 
-    @Option(name: .long, help: "none or aes-256-gcm (--encrypt).")
+    @Option(name: .long, help: "aes-256-gcm (the default) or none (a clear vault).")
     var encryption: String?
 
     @Option(name: .long, help: ArgumentHelp("File holding the new vault's passphrase.", valueName: "file"))
@@ -39,12 +51,19 @@ struct VaultInit: ParsableCommand {
         guard let size = ByteCount.parse(chunkSize), size <= UInt64(Int.max) else {
             throw DiskVaultError(.usage, "cannot read chunk size \"\(chunkSize)\" (e.g. 4MiB, 1M, 65536)")
         }
-        let scheme = encryption ?? (encrypt ? VaultConfig.Encryption.aesGCM : VaultConfig.Encryption.none)
+        let scheme = encryption ?? VaultConfig.Encryption.aesGCM
         guard [VaultConfig.Encryption.none, VaultConfig.Encryption.aesGCM].contains(scheme), !(encrypt && scheme == VaultConfig.Encryption.none) else {
             throw DiskVaultError(.usage, "--encryption must be none or aes-256-gcm\(encrypt ? " (--encrypt means aes-256-gcm)" : "")")
         }
         var newEncryption: Vault.NewEncryption? = nil
         if scheme == VaultConfig.Encryption.aesGCM {
+            // Encryption is the default: say, too, how to ask for a clear vault.
+            if passphraseFile == nil, (Environment.value("DISKVAULT_PASSPHRASE") ?? "").isEmpty, isatty(0) != 1 {
+                throw DiskVaultError(
+                    .usage,
+                    "no vault passphrase: give --passphrase-file or set DISKVAULT_PASSPHRASE (vaults are encrypted by default), "
+                        + "or give --encryption none for a clear vault")
+            }
             newEncryption = .init(
                 passphrase: try Passphrase.read(file: passphraseFile, environment: "DISKVAULT_PASSPHRASE", prompt: "vault passphrase", confirm: true),
                 logN: kdfWorkFactor)

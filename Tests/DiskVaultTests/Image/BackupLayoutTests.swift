@@ -14,7 +14,7 @@ final class BackupLayoutTests: XCTestCase {
         try Tool.require("cryptsetup", "mkfs.ext4")
         let s = try Scratch(self)
         let vault = s.file("vault"), image = s.file("disk.img")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--kdf-work-factor", "10").status, 0)
         try Tool.sh("mkfs.ext4 -q -F \(image) 24M")
         let plain = try backup(image, vault, disk: "d")
         let plainVolumes = (plain["layout"] as? [String: Any])?["volumes"] as? [[String: Any]]
@@ -42,14 +42,14 @@ final class BackupLayoutTests: XCTestCase {
     func testDeclaredEncryptedRegionIsNeverCompressed() throws {
         let s = try Scratch(self)
         let vault = s.file("vault"), image = s.file("text.img")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--kdf-work-factor", "10").status, 0)
         try Tool.sh("yes 'the same line of text, again and again' | head -c 8M > \(image); head -c 64 /dev/urandom | dd of=\(image) bs=1M seek=3 conv=notrunc status=none")
         let declared = try backup(image, vault, disk: "declared", ["--declare-encrypted", "disk", "--without-keys"])
         XCTAssertEqual((declared["stats"] as? [String: Any])?["compressedChunks"] as? Int, 0)
         let volumes = (declared["layout"] as? [String: Any])?["volumes"] as? [[String: Any]]
         XCTAssertEqual((volumes?.first?["encryption"] as? [String: Any])?["format"] as? String, "declared")
         // The same bytes, not declared, in a new vault: they compress.
-        XCTAssertEqual(try Tool.dv("vault", "init", s.file("vault2"), "--chunk-size", "1MiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", s.file("vault2"), "--chunk-size", "1MiB", "--kdf-work-factor", "10").status, 0)
         let plain = try backup(image, s.file("vault2"), disk: "plain")
         XCTAssertGreaterThan((plain["stats"] as? [String: Any])?["compressedChunks"] as? Int ?? 0, 0)
     }
@@ -63,7 +63,7 @@ final class BackupLayoutTests: XCTestCase {
         let inspect = try Tool.dv("inspect", image)
         XCTAssertEqual(inspect.status, 1)
         XCTAssertTrue(inspect.stderr.contains("both copies") && inspect.stderr.contains(image), inspect.stderr)
-        XCTAssertEqual(try Tool.dv("vault", "init", vault).status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--kdf-work-factor", "10").status, 0)
         let m = try backup(image, vault, disk: "d")
         let volumes = (m["layout"] as? [String: Any])?["volumes"] as? [[String: Any]]
         XCTAssertEqual((volumes?.first?["encryption"] as? [String: Any])?["format"] as? String, "unreadable")

@@ -19,7 +19,7 @@ final class CommandLineTests: XCTestCase {
         let s = try Scratch(self)
         let vault = s.file("vault"), image = s.file("disk.img")
         try Tool.sh("yes 'lines of a text file in a disk image' | head -c 24M > \(image)")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--kdf-work-factor", "10").status, 0)
         let quiet = try Tool.dv("backup", image, "--vault", vault, "--disk", "q")
         XCTAssertEqual(quiet.status, 0)
         XCTAssertEqual(quiet.stderr, "", "no progress when standard error is not a terminal")

@@ -8,7 +8,7 @@ final class ConcurrencyTests: XCTestCase {
     func testSecondBackupOfTheSameDiskIsRefusedOrWaits() throws {
         let s = try Scratch(self)
         let vault = s.file("vault")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB", "--kdf-work-factor", "10").status, 0)
         let big = try s.mixedImage("big.img", megabytes: 96)
         let first = try Tool.start(["backup", big, "--vault", vault, "--disk", "d"])
         // Wait until the first holds its disk lock.
@@ -32,7 +32,7 @@ final class ConcurrencyTests: XCTestCase {
     func testGCWhileABackupRunsLosesNoBlob() throws {
         let s = try Scratch(self)
         let vault = s.file("vault")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB", "--kdf-work-factor", "10").status, 0)
         let old = try s.mixedImage("old.img", megabytes: 8)
         XCTAssertEqual(try Tool.dv("backup", old, "--vault", vault, "--disk", "old").status, 0)
         let big = try s.mixedImage("big.img", megabytes: 96)
@@ -63,7 +63,7 @@ final class ConcurrencyTests: XCTestCase {
     func testKilledHolderDoesNotBlockAndItsJobShowsFailed() throws {
         let s = try Scratch(self)
         let vault = s.file("vault")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB", "--kdf-work-factor", "10").status, 0)
         let big = try s.mixedImage("big.img", megabytes: 96)
         let victim = try Tool.start(["backup", big, "--vault", vault, "--disk", "d"])
         waitForLockHolder(vault, "disk-d")

@@ -9,7 +9,7 @@ final class DamageAndFailureTests: XCTestCase {
             head -c \(megabytes / 2)M /dev/urandom > \(image)
             yes 'a line of a text file on a disk' | head -c \(megabytes / 2)M >> \(image)
             """)
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", chunkSize).status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", chunkSize, "--encryption", "none").status, 0)
         let r = try Tool.dv("backup", image, "--vault", vault, "--disk", "d", "--json")
         XCTAssertEqual(r.status, 0, r.output)
         return (vault, image, try XCTUnwrap(try r.json()["id"] as? String))
@@ -154,7 +154,7 @@ final class DamageAndFailureTests: XCTestCase {
         addTeardownBlock { _ = try? Tool.run("/bin/umount", ["-l", mount]) }
         let vault = "\(mount)/vault", image = s.file("disk.img")
         try Tool.sh("head -c 16M /dev/urandom > \(image)")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault).status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--kdf-work-factor", "10").status, 0)
         let r = try Tool.dv("backup", image, "--vault", vault, "--disk", "d")
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.stderr.contains("no space left"), r.stderr)
@@ -176,7 +176,7 @@ final class DamageAndFailureTests: XCTestCase {
         addTeardownBlock { _ = try? Tool.run("/bin/umount", ["-l", mount]) }
         let vault = "\(mount)/vault", small = s.file("small.img"), big = s.file("big.img")
         try Tool.sh("head -c 2M /dev/urandom > \(small); head -c 16M /dev/urandom > \(big)")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB", "--kdf-work-factor", "10").status, 0)
         XCTAssertEqual(try Tool.dv("backup", small, "--vault", vault, "--disk", "small").status, 0)
         let full = try Tool.dv("backup", big, "--vault", vault, "--disk", "big")
         XCTAssertEqual(full.status, 1, full.output)

@@ -4,13 +4,14 @@ import XCTest
 /// The rules of encrypted backup, end to end, with real images and real tools as the judges.
 final class EncryptedBackupTests: XCTestCase {
     /// A key vault with an administrator passphrase file, a backup principal (get,list) and a restore
-    /// principal (get,list,restore,unwrap).
+    /// principal (get,list,restore,unwrap); the vault encrypted (the test suite's passphrase), or clear for a
+    /// test that edits its files by hand.
     struct Setup {
         let s: Scratch
         let kv: String, pw: String, vault: String
         let backupCred: String, restoreCred: String
 
-        init(_ test: XCTestCase) throws {
+        init(_ test: XCTestCase, clearVault: Bool = false) throws {
             s = try Scratch(test)
             kv = s.file("kv"); pw = s.file("kv.pass"); vault = s.file("vault")
             backupCred = s.file("backup.cred"); restoreCred = s.file("restore.cred")
@@ -18,7 +19,8 @@ final class EncryptedBackupTests: XCTestCase {
             try run("keyvault", "init", kv, "--kdf-work-factor", "10")
             try run("keyvault", "access", "grant", kv, "--principal", "backup", "--keys", "get,list", "--secrets", "get,list", "--credential-out", backupCred)
             try run("keyvault", "access", "grant", kv, "--principal", "restorer", "--keys", "get,list,unwrap,restore", "--secrets", "get,list,restore", "--credential-out", restoreCred)
-            XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB").status, 0)
+            let encryption = clearVault ? ["--encryption", "none"] : ["--kdf-work-factor", "10"]
+            XCTAssertEqual(try Tool.run(Tool.diskvault, ["vault", "init", vault, "--chunk-size", "1MiB"] + encryption).status, 0)
         }
 
         @discardableResult
@@ -119,7 +121,8 @@ final class EncryptedBackupTests: XCTestCase {
 
     func testLUKS2WithKeyFileAndWrappedBEKs() throws {
         try Tool.require("cryptsetup")
-        let t = try Setup(self)
+        // Clear: the point's key backup and manifest are edited by hand below.
+        let t = try Setup(self, clearVault: true)
         try t.run("keyvault", "key", "create", t.kv, "--name", "rsa-kek", "--kind", "rsa-3072")
         try t.run("keyvault", "key", "create", t.kv, "--name", "aes-kek", "--kind", "aes-256")
         for (n, wrap) in [(1, nil), (2, "rsa-kek"), (3, "aes-kek")] as [(Int, String?)] {

@@ -14,7 +14,7 @@ final class HostileVaultTests: XCTestCase {
             s = try Scratch(test)
             path = s.file("vault")
             image = s.file("disk.img")
-            XCTAssertEqual(try Tool.dv("vault", "init", path, "--chunk-size", "64KiB").status, 0)
+            XCTAssertEqual(try Tool.dv("vault", "init", path, "--chunk-size", "64KiB", "--encryption", "none").status, 0)
         }
 
         /// A backup of a fresh 1 MiB image (half random, half text); its point id.

@@ -20,10 +20,10 @@ final class InitAndPassphraseTests: XCTestCase {
                 n += 1
                 let vault = s.file("vault\(n)")
                 if existing { try FileManager.default.createDirectory(atPath: vault, withIntermediateDirectories: false) }
-                let k = try killed(at: syscall, when: when, "vault init \(vault) --chunk-size 64KiB")
+                let k = try killed(at: syscall, when: when, "vault init \(vault) --chunk-size 64KiB --encryption none")
                 XCTAssertNotEqual(k.status, 0, "\(syscall) #\(when): the init was killed: \(k.output)")
                 XCTAssertFalse(FileManager.default.fileExists(atPath: "\(vault)/vault.json"), "\(syscall) #\(when)")
-                let again = try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB")
+                let again = try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB", "--encryption", "none")
                 XCTAssertEqual(again.status, 0, "after a kill at \(syscall) #\(when) (existing \(existing)): \(again.output)")
                 XCTAssertEqual(try Tool.dv("backup", s.file("disk.img"), "--vault", vault, "--disk", "d").status, 0)
                 XCTAssertEqual(try Tool.dv("verify", "--vault", vault).status, 0)
@@ -31,8 +31,8 @@ final class InitAndPassphraseTests: XCTestCase {
         }
         // A directory holding anything else is still refused, and a vault is never initialised twice.
         try Tool.sh("mkdir \(s.file("busy")) && echo data > \(s.file("busy"))/file")
-        XCTAssertEqual(try Tool.dv("vault", "init", s.file("busy")).status, 1)
-        XCTAssertEqual(try Tool.dv("vault", "init", s.file("vault1")).status, 1)
+        XCTAssertEqual(try Tool.dv("vault", "init", s.file("busy"), "--encryption", "none").status, 1)
+        XCTAssertEqual(try Tool.dv("vault", "init", s.file("vault1"), "--encryption", "none").status, 1)
     }
 
     /// A key vault init killed at a mkdir, at the rename of its access policy or of keyvault.json leaves a

@@ -11,7 +11,7 @@ final class LUKSRoundTripTests: XCTestCase {
         try Images.ext4(plain, megabytes: 40, scratch: s)
         try Images.luks1(from: plain, to: luks)
         // 1 MiB chunks so that the change below touches a countable handful.
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--kdf-work-factor", "10").status, 0)
 
         // The keys are the key vault tests' concern; here the data path alone.
         let first = try Tool.dv("backup", luks, "--vault", vault, "--disk", "web", "--json", "--without-keys")

@@ -13,7 +13,7 @@ final class LockTests: XCTestCase {
         try Tool.require("strace")
         let s = try Scratch(self)
         let vault = s.file("vault")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB", "--kdf-work-factor", "10").status, 0)
         let old = try s.mixedImage("old.img", megabytes: 4)
         XCTAssertEqual(try Tool.dv("backup", old, "--vault", vault, "--disk", "old").status, 0)
         // Kill a gc when it opens chunks/ to sweep: it holds the exclusive lock then.
@@ -53,7 +53,7 @@ final class LockTests: XCTestCase {
     func testOddLockFilesAreReportedAndNeverWaitedOnForever() throws {
         let s = try Scratch(self)
         let vault = s.file("vault")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB", "--kdf-work-factor", "10").status, 0)
         let image = try s.mixedImage("disk.img", megabytes: 2)
         XCTAssertEqual(try Tool.dv("backup", image, "--vault", vault, "--disk", "d").status, 0)
         let locks = "\(vault)/locks"
@@ -119,7 +119,7 @@ final class LockTests: XCTestCase {
         try Tool.require("strace")
         let s = try Scratch(self)
         let vault = s.file("vault")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB", "--kdf-work-factor", "10").status, 0)
         let image = try s.mixedImage("disk.img", megabytes: 2)
         for n in 1...8 {
             _ = try Tool.run("strace", ["-f", "-o", "/dev/null", "-P", "\(vault)/locks", "-e", "inject=all:signal=SIGKILL:when=\(n)",

@@ -12,7 +12,7 @@ final class PolicyCommandTests: XCTestCase {
         let s = try Scratch(self)
         let vault = s.file("vault"), image = s.file("disk.img")
         try Tool.sh("yes 'scheduled disk' | head -c 3M > \(image)")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault).status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--kdf-work-factor", "10").status, 0)
         let policies = try Tool.dv("policy", "list", "--vault", vault)
         XCTAssertTrue(policies.stdout.contains("Default") && policies.stdout.contains("daily 02:00"), policies.stdout)
         XCTAssertEqual(try Tool.dv("policy", "create", "--vault", vault, "--name", "twice", "--schedule", "daily 02:00,14:00",
@@ -58,7 +58,7 @@ final class PolicyCommandTests: XCTestCase {
     func testPruneThenGCFreesExactlyWhatNoRemainingPointNeeds() throws {
         let s = try Scratch(self)
         let vault = s.file("vault"), image = s.file("disk.img")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--kdf-work-factor", "10").status, 0)
         XCTAssertEqual(try Tool.dv("policy", "create", "--vault", vault, "--name", "p", "--schedule", "daily 03:00", "--keep-daily", "2").status, 0)
         XCTAssertEqual(try Tool.dv("protect", "add", "--vault", vault, "--disk", "d", "--source", image, "--policy", "p").status, 0)
         // A shared 2 MiB stays the same; 1 MiB is new at each point.

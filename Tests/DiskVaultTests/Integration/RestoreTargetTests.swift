@@ -11,7 +11,7 @@ final class RestoreTargetTests: XCTestCase {
             head -c 1M /dev/zero >> \(image)
             yes 'a line of text on the disk' | head -c 2M >> \(image)
             """)
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB", "--kdf-work-factor", "10").status, 0)
         let b = try Tool.dv("backup", image, "--vault", vault, "--disk", "d")
         XCTAssertEqual(b.status, 0, b.output)
         return (vault, image)
@@ -163,7 +163,7 @@ final class RestoreTargetTests: XCTestCase {
             head -c 2M /dev/urandom > \(image); chmod 644 \(image); printf 'a passphrase' > \(pw)
             umask 000
             dv=\(Tool.diskvault)
-            $dv vault init \(vault) --chunk-size 64KiB >/dev/null
+            $dv vault init \(vault) --chunk-size 64KiB --kdf-work-factor 10 >/dev/null
             $dv backup \(image) --vault \(vault) --disk d >/dev/null
             $dv policy create --vault \(vault) --name nightly --schedule 'daily 02:00' --keep-last 2 >/dev/null
             $dv keyvault init \(kv) --passphrase-file \(pw) --kdf-work-factor 10 >/dev/null
@@ -190,7 +190,7 @@ final class RestoreTargetTests: XCTestCase {
         let s = try Scratch(self)
         try Tool.sh("head -c 1M /dev/urandom > \(s.file("disk.img"))")
         let cd = "cd \(s.path) && \(Tool.diskvault)"
-        let b = try Tool.run("/bin/bash", ["-c", "\(cd) vault init vault --chunk-size 64KiB >/dev/null && \(cd) backup ./disk.img --vault vault --disk d --json"])
+        let b = try Tool.run("/bin/bash", ["-c", "\(cd) vault init vault --chunk-size 64KiB --kdf-work-factor 10 >/dev/null && \(cd) backup ./disk.img --vault vault --disk d --json"])
         XCTAssertEqual(b.status, 0, b.output)
         XCTAssertEqual((try b.json()["source"] as? [String: Any])?["path"] as? String, canonical(s.file("disk.img")))
         let r = try Tool.run("/bin/bash", ["-c", "\(cd) restore --vault vault --disk d --target r.img"])

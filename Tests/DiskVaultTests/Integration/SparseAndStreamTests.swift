@@ -15,7 +15,7 @@ final class SparseAndStreamTests: XCTestCase {
             """)
         let allocated = try allocatedBytes(image)
         XCTAssertLessThan(allocated, 8 << 20, "the file system keeps the test image sparse")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault).status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--kdf-work-factor", "10").status, 0)
         let backup = try Tool.dv("backup", image, "--vault", vault, "--disk", "sparse", "--json")
         XCTAssertEqual(backup.status, 0, backup.output)
         let stats = try XCTUnwrap(try backup.json()["stats"] as? [String: Any])
@@ -45,7 +45,7 @@ final class SparseAndStreamTests: XCTestCase {
             head -c 4M /dev/zero >> \(image)
             yes 'text that compresses' | head -c 3000000 >> \(image)
             """)
-        XCTAssertEqual(try Tool.dv("vault", "init", vault).status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--kdf-work-factor", "10").status, 0)
         let fromFile = try Tool.dv("backup", image, "--vault", vault, "--disk", "a", "--json")
         XCTAssertEqual(fromFile.status, 0, fromFile.output)
         let fromStdin = try Tool.dv("backup", "-", "--vault", vault, "--disk", "b", "--json", stdinPath: image)
@@ -65,7 +65,7 @@ final class SparseAndStreamTests: XCTestCase {
     func testEmptyAndTinyImages() throws {
         let s = try Scratch(self)
         let vault = s.file("vault")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB", "--kdf-work-factor", "10").status, 0)
         try Tool.sh("touch \(s.file("empty.img")); printf 'x' > \(s.file("one.img"))")
         for name in ["empty", "one"] {
             let r = try Tool.dv("backup", s.file("\(name).img"), "--vault", vault, "--disk", name)
@@ -84,7 +84,7 @@ final class SparseAndStreamTests: XCTestCase {
         guard attach.status == 0 else { throw XCTSkip("no loop devices here: \(attach.output)") }
         let device = attach.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         addTeardownBlock { _ = try? Tool.run("/bin/bash", ["-c", "losetup -d \(device)"]) }
-        XCTAssertEqual(try Tool.dv("vault", "init", vault).status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--kdf-work-factor", "10").status, 0)
         let file = try Tool.dv("backup", image, "--vault", vault, "--disk", "f", "--json")
         let dev = try Tool.dv("backup", device, "--vault", vault, "--disk", "b", "--json")
         XCTAssertEqual(dev.status, 0, dev.output)

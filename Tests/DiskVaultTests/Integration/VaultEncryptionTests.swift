@@ -75,17 +75,61 @@ final class VaultEncryptionTests: XCTestCase {
         XCTAssertEqual(((try second.json()["stats"] as? [String: Any])?["newBytes"] as? Int), 0, "deduplication works on the HMAC names: \(second.stdout)")
     }
 
+    /// A vault is encrypted unless asked otherwise: `vault init V` with a passphrase makes an encrypted vault
+    /// (scrypt work factor 15 unless told), and `--encrypt` means the same. Without a passphrase and no terminal
+    /// to ask on, init is a usage error naming where a passphrase comes from and how to make a clear vault, and
+    /// creates nothing.
+    func testVaultInitEncryptsByDefault() throws {
+        let s = try Scratch(self)
+        let pw = s.file("pw")
+        try Tool.sh("printf 'a passphrase in a file' > \(pw)")
+        for (name, flags, logN) in [("default", [], 15), ("encrypt", ["--encrypt", "--kdf-work-factor", "10"], 10)] {
+            let vault = s.file(name)
+            let r = try Tool.run(Tool.diskvault, ["vault", "init", vault, "--passphrase-file", pw] + flags, environment: ["DISKVAULT_PASSPHRASE": ""])
+            XCTAssertEqual(r.status, 0, "\(name): \(r.output)")
+            XCTAssertTrue(r.stdout.contains("created encrypted vault \(vault)"), "\(name): \(r.stdout)")
+            XCTAssertFalse(r.stderr.contains("not encrypted"), "\(name): \(r.stderr)")
+            let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(vault)/vault.json"))) as? [String: Any]
+            let encryption = config?["encryption"] as? [String: Any]
+            XCTAssertEqual(encryption?["scheme"] as? String, "aes-256-gcm", "\(name): \(config ?? [:])")
+            XCTAssertEqual((encryption?["kdf"] as? [String: Any])?["logN"] as? Int, logN, "\(name): \(config ?? [:])")
+            // It opens with that passphrase and no other.
+            XCTAssertEqual(try Tool.dv("points", "--vault", vault, "--passphrase-file", pw).status, 0, name)
+            let wrong = try Tool.dv("points", "--vault", vault, environment: ["DISKVAULT_PASSPHRASE": "not the passphrase"])
+            XCTAssertEqual(wrong.status, 1, "\(name): \(wrong.output)")
+            XCTAssertTrue(wrong.stderr.contains("wrong passphrase for vault \(vault)"), "\(name): \(wrong.stderr)")
+        }
+
+        let missing = s.file("missing"), empty = s.file("empty")
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: false)
+        for vault in [missing, empty] {
+            for flags in ["", "--encrypt", "--encryption aes-256-gcm"] {
+                let r = try Tool.run("/bin/bash", ["-c", "\(Tool.diskvault) vault init \(vault) \(flags) < /dev/null"], environment: ["DISKVAULT_PASSPHRASE": ""])
+                XCTAssertEqual(r.status, 2, "\(vault) \(flags): \(r.output)")
+                for needle in ["--passphrase-file", "DISKVAULT_PASSPHRASE", "--encryption none"] {
+                    XCTAssertTrue(r.stderr.contains(needle), "\(vault) \(flags): \(needle) not in \(r.stderr)")
+                }
+                XCTAssertEqual(r.stdout, "", "\(vault) \(flags)")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: missing), "no vault folder made")
+        XCTAssertEqual(treeListing(empty), [], "nothing written into the empty folder")
+    }
+
     /// A clear vault asked for by name says what it leaves readable, and never asks for a passphrase.
     func testAClearVaultSaysWhatItLeavesReadable() throws {
         let s = try Scratch(self)
-        let r = try Tool.run("/bin/bash", ["-c", "\(Tool.diskvault) vault init \(s.file("v")) --encryption none < /dev/null"])
+        let noPassphrase = ["DISKVAULT_PASSPHRASE": ""]
+        let r = try Tool.run("/bin/bash", ["-c", "\(Tool.diskvault) vault init \(s.file("v")) --encryption none < /dev/null"], environment: noPassphrase)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertTrue(r.stderr.contains("is not encrypted: whoever can read its folder reads every disk's data"), r.stderr)
+        XCTAssertTrue(r.stdout.contains("created vault \(s.file("v"))"), r.stdout)
         try Tool.sh("head -c 1M /dev/urandom > \(s.file("d.img"))")
-        let b = try Tool.run("/bin/bash", ["-c", "\(Tool.diskvault) backup \(s.file("d.img")) --vault \(s.file("v")) --disk d < /dev/null"])
+        let b = try Tool.run("/bin/bash", ["-c", "\(Tool.diskvault) backup \(s.file("d.img")) --vault \(s.file("v")) --disk d < /dev/null"], environment: noPassphrase)
         XCTAssertEqual(b.status, 0, b.output)
         let bad = try Tool.dv("vault", "init", s.file("w"), "--encrypt", "--encryption", "none")
         XCTAssertEqual(bad.status, 2, bad.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: s.file("w")))
     }
 
     func testAWrongOrMissingPassphraseChangesNothing() throws {

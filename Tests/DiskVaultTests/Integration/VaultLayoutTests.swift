@@ -19,7 +19,7 @@ final class VaultLayoutTests: XCTestCase {
         let s = try Scratch(self)
         let vault = s.file("vault"), image = s.file("disk.img")
         try makeImage(image, seed: "one")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--encryption", "none").status, 0)
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(vault)/vault.json"))) as? [String: Any]
         XCTAssertEqual(config?["chunkPrefixDigits"] as? Int, 0)
         XCTAssertEqual(config?["version"] as? Int, 2)
@@ -34,7 +34,7 @@ final class VaultLayoutTests: XCTestCase {
         let s = try Scratch(self)
         let vault = s.file("vault"), image = s.file("disk.img")
         try makeImage(image, seed: "one")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--encryption", "none").status, 0)
         XCTAssertEqual(try Tool.dv("backup", image, "--vault", vault, "--disk", "d").status, 0)
         // Turn it into a vault as format version 1 wrote it: blobs under a 4-hex folder, no field in vault.json.
         _ = try Tool.sh("""
@@ -70,7 +70,7 @@ final class VaultLayoutTests: XCTestCase {
     func testVaultJSONWhoseVersionAndLayoutDisagreeIsRefused() throws {
         let s = try Scratch(self)
         let vault = s.file("vault")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault).status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--encryption", "none").status, 0)
         for (edit, says) in [
             (".version = 1", "format version 1 has chunkPrefixDigits 0; expected none"),
             ("del(.chunkPrefixDigits)", "format version 2 has chunkPrefixDigits missing"),

@@ -46,16 +46,28 @@ enum Tool {
         return "diskvault"
     }()
 
+    /// The passphrase of the vaults the tests make with `vault init` (encrypted by default), given to every child
+    /// as DISKVAULT_PASSPHRASE unless the caller passes that variable in `environment:` (`""` for none) or the
+    /// test process has it already. A vault made with `--passphrase-file` of another passphrase needs that file.
+    static let vaultPassphrase = "diskvault test vault passphrase"
+
+    /// The environment of a child: the test process's without DISKVAULT_VAULT, with `vaultPassphrase` as above,
+    /// then `environment`.
+    static func childEnvironment(_ environment: [String: String] = [:]) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "DISKVAULT_VAULT")
+        if env["DISKVAULT_PASSPHRASE"] == nil { env["DISKVAULT_PASSPHRASE"] = vaultPassphrase }
+        for (k, v) in environment { env[k] = v }
+        return env
+    }
+
     /// Runs a program to completion. `stdinPath` feeds standard input from a file.
     @discardableResult
     static func run(_ executable: String, _ arguments: [String], stdinPath: String? = nil, environment: [String: String] = [:]) throws -> RunResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : try which(executable))
         process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env.removeValue(forKey: "DISKVAULT_VAULT")
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
+        process.environment = childEnvironment(environment)
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -87,6 +99,7 @@ enum Tool {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: diskvault)
         process.arguments = arguments
+        process.environment = childEnvironment()
         process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
