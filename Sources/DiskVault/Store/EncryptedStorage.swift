@@ -77,18 +77,38 @@ public final class EncryptedStorage: VaultStorage {
     }
 
     /// The plaintext's size, from the sealed object's: a sealed box adds `AESGCM.overhead`; a streamed object
-    /// (an index) its header and each 64 KiB segment's nonce and tag.
+    /// (`makeWriter`) its header and each 64 KiB segment's nonce and tag. Which of the two an index is only its
+    /// first bytes say (it may have been put whole), so they are read.
     public func head(_ key: String) throws(DiskVaultError) -> UInt64? {
         guard let sealed = try inner.head(key) else { return nil }
         if Self.isClear(key) { return sealed }
-        if key.hasSuffix("/index") {
-            let header = UInt64(SealedObjectStream.header.count), unit = UInt64(SealedObjectStream.segmentSize + SealedObjectStream.overhead)
-            guard sealed >= header + UInt64(SealedObjectStream.overhead) else { return 0 }
-            let segments = (sealed - header + unit - 1) / unit
-            return sealed - header - segments * UInt64(SealedObjectStream.overhead)
-        }
+        if Self.mayBeStream(key), try isStream(key) { return SealedObjectStream.plaintextSize(sealedSize: sealed) }
         return sealed >= UInt64(AESGCM.overhead) ? sealed - UInt64(AESGCM.overhead) : 0
     }
+
+    /// Keys the vault writes with `makeWriter`: a point's index.
+    static func mayBeStream(_ key: String) -> Bool { key.hasSuffix("/index") }
+
+    /// Whether the object begins as a sealed stream (else it is read as a sealed box).
+    func isStream(_ key: String) throws(DiskVaultError) -> Bool {
+        let reader: any ObjectReader
+        do {
+            reader = try inner.makeReader(key)
+        } catch where error.code == .notFound {
+            return false
+        }
+        var prefix = [UInt8](repeating: 0, count: 5)
+        var got = 0
+        while got < prefix.count {
+            let n = try prefix.withMutableBytes { (b) throws(DiskVaultError) in
+                try reader.read(into: UnsafeMutableRawBufferPointer(rebasing: b[got...]), at: UInt64(got))
+            }
+            guard n > 0 else { break }
+            got += n
+        }
+        return SealedObjectStream.isSealedForm(Array(prefix[..<got]))
+    }
+
     public func list(_ prefix: String) throws(DiskVaultError) -> [String] { try inner.list(prefix) }
     public func delete(_ key: String) throws(DiskVaultError) { try inner.delete(key) }
     public func barrier() throws(DiskVaultError) { try inner.barrier() }

@@ -1,38 +1,60 @@
 /// An object of any size sealed with AES-256-GCM a segment at a time, so that it is written and read in
 /// pieces (a recovery point's index in an encrypted vault) and never held whole.
 ///
-/// Layout: "dvss" and version 1 (5 bytes), then each segment as nonce (12) ‖ ciphertext ‖ tag (16). Every
-/// segment but the last holds exactly `segmentSize` bytes of plaintext; the last holds 0 to `segmentSize`
-/// (an empty object is one empty last segment, and an object of a whole number of segments ends with a full
-/// one). Each segment is sealed under a fresh random nonce with associated data
-/// `associatedData ‖ 0x00 ‖ its number (8 bytes, big-endian) ‖ 1 for the last segment, 0 otherwise`: a
-/// segment moved, dropped, duplicated or taken from another path does not open, and neither does an object
-/// cut at a segment boundary, since its new last segment was not sealed as the last.
+/// Layout: "dvss" and version 2 (5 bytes), the object's id (16 random bytes, fresh for every object
+/// sealed), then each segment as nonce (12) ‖ ciphertext ‖ tag (16). Every segment but the last holds
+/// exactly `segmentSize` bytes of plaintext; the last holds 0 to `segmentSize` (an empty object is one empty
+/// last segment, and an object of a whole number of segments ends with a full one). Each segment is sealed
+/// under a fresh random nonce with associated data `associatedData ‖ 0x00 ‖ the object's id ‖ its number
+/// (8 bytes, big-endian) ‖ 1 for the last segment, 0 otherwise`: a segment moved, dropped, duplicated,
+/// taken from another path or from another object sealed for the same path (an index written again) does
+/// not open, and neither does an object cut at a segment boundary, since its new last segment was not
+/// sealed as the last.
+///
+/// Version 1 (no id) was never released and is refused by name.
 public enum SealedObjectStream {
     /// Plaintext bytes in every segment but the last.
     public static let segmentSize = 64 << 10
-    static let header: [UInt8] = Array("dvss".utf8) + [1]
+    static let magic: [UInt8] = Array("dvss".utf8)
+    static let version: UInt8 = 2
+    /// Bytes of the random id that binds an object's segments together.
+    static let idSize = 16
+    /// Magic, version and id.
+    static let headerSize = magic.count + 1 + idSize
     static let nonceSize = 12
     static let tagSize = 16
     /// What sealing adds to a segment: its nonce and tag.
     static let overhead = nonceSize + tagSize
 
-    /// Whether `prefix`, the first bytes of an object (at least the 5 of the header), begins as a sealed
-    /// stream does: what can be checked without the key.
+    /// Whether `prefix`, the first bytes of an object (at least the 5 of its magic and version), begins as
+    /// a sealed stream of this version does: what can be checked without the key.
     public static func isSealedForm(_ prefix: [UInt8]) -> Bool {
-        prefix.count >= header.count && prefix.starts(with: header)
+        prefix.count > magic.count && prefix.starts(with: magic) && prefix[magic.count] == version
     }
+
+    /// The header of an object with id `id`.
+    static func header(id: [UInt8]) -> [UInt8] { magic + [version] + id }
 
     /// The size of the sealed form of `plaintextSize` bytes.
     static func sealedSize(plaintextSize: UInt64) -> UInt64 {
         let segments = max(1, (plaintextSize + UInt64(segmentSize) - 1) / UInt64(segmentSize))
-        return UInt64(header.count) + segments * UInt64(overhead) + plaintextSize
+        return UInt64(headerSize) + segments * UInt64(overhead) + plaintextSize
     }
 
-    static func associatedData(_ base: [UInt8], segment: UInt64, last: Bool) -> [UInt8] {
+    /// The plaintext size of a sealed form of `sealedSize` bytes (0 when too short to hold a segment): the
+    /// inverse of `sealedSize(plaintextSize:)`. Nothing is checked; the reader does that.
+    static func plaintextSize(sealedSize: UInt64) -> UInt64 {
+        let header = UInt64(headerSize), overhead = UInt64(overhead), unit = UInt64(segmentSize) + overhead
+        guard sealedSize >= header + overhead else { return 0 }
+        let segments = (sealedSize - header + unit - 1) / unit
+        return sealedSize - header - segments * overhead
+    }
+
+    static func associatedData(_ base: [UInt8], id: [UInt8], segment: UInt64, last: Bool) -> [UInt8] {
         var ad = base
-        ad.reserveCapacity(base.count + 10)
+        ad.reserveCapacity(base.count + 1 + id.count + 9)
         ad.append(0)
+        ad += id
         withUnsafeBytes(of: segment.bigEndian) { ad += $0 }
         ad.append(last ? 1 : 0)
         return ad
@@ -44,6 +66,8 @@ public final class SealedObjectWriter: ObjectWriter {
     private let inner: any ObjectWriter
     private let key: [UInt8]
     private let associatedData: [UInt8]
+    /// This object's id, in its header and in every segment's associated data.
+    private let id = SecureRandom.bytes(SealedObjectStream.idSize)
     /// Plaintext of the segment being filled. A full one is sealed only once more bytes come, as the last
     /// segment may be full.
     private var buffer: [UInt8] = []
@@ -77,9 +101,9 @@ public final class SealedObjectWriter: ObjectWriter {
 
     private func seal(last: Bool) throws(DiskVaultError) {
         if segment == 0 {
-            try SealedObjectStream.header.withBytes { (b) throws(DiskVaultError) in try inner.append(b) }
+            try SealedObjectStream.header(id: id).withBytes { (b) throws(DiskVaultError) in try inner.append(b) }
         }
-        let ad = SealedObjectStream.associatedData(associatedData, segment: segment, last: last)
+        let ad = SealedObjectStream.associatedData(associatedData, id: id, segment: segment, last: last)
         let box = AESGCM.seal(buffer, key: key, associatedData: ad)
         // The box is AESGCM's magic, then nonce ‖ ciphertext ‖ tag: the segment as stored.
         try box.withBytes { (b) throws(DiskVaultError) in
@@ -119,6 +143,8 @@ public final class SealedObjectReader: ObjectReader {
     private let key: [UInt8]
     private let associatedData: [UInt8]
     private let source: String
+    /// The id read from the header; a segment sealed under another does not open.
+    private let id: [UInt8]
     /// Segments in the object (at least 1) and the plaintext bytes of the last.
     private let segments: UInt64
     private let lastLength: Int
@@ -133,14 +159,27 @@ public final class SealedObjectReader: ObjectReader {
         func damaged(_ why: String) -> DiskVaultError {
             DiskVaultError(.corrupt, "sealed object is damaged or was not sealed for this place (\(why))", path: source)
         }
-        let headerSize = UInt64(SealedObjectStream.header.count)
+        let headerSize = UInt64(SealedObjectStream.headerSize)
         let overhead = UInt64(SealedObjectStream.overhead)
         let full = UInt64(SealedObjectStream.segmentSize) + overhead
         let innerSize = inner.size
-        guard innerSize >= headerSize else { throw damaged("\(innerSize) bytes, shorter than its header") }
-        var header = [UInt8](repeating: 0, count: SealedObjectStream.header.count)
+        let versioned = SealedObjectStream.magic.count + 1
+        guard innerSize >= UInt64(versioned) else { throw damaged("\(innerSize) bytes, shorter than its header") }
+        var header = [UInt8](repeating: 0, count: Int(min(innerSize, headerSize)))
         let got = try header.withMutableBytes { (b) throws(DiskVaultError) in try Self.readFully(inner, into: b, at: 0) }
-        guard got == header.count, header == SealedObjectStream.header else { throw damaged("its header is not a sealed stream's") }
+        guard got >= versioned, header.starts(with: SealedObjectStream.magic) else {
+            throw damaged("its header is not a sealed stream's")
+        }
+        let version = header[versioned - 1]
+        guard version == SealedObjectStream.version else {
+            let why = version == 1 ? "; version 1, without an object id, was never released" : ""
+            let reads = "this build reads version \(SealedObjectStream.version)\(why)"
+            throw DiskVaultError(.unsupported, "sealed object stream version \(version) is not supported (\(reads))", path: source)
+        }
+        guard got == SealedObjectStream.headerSize else {
+            throw damaged(innerSize < headerSize ? "\(innerSize) bytes, shorter than its header" : "its header does not read whole")
+        }
+        self.id = Array(header[versioned...])
         // Whole segments, then what is left for the last: nothing (the last is full) or a nonce, a tag and
         // less than a segment of ciphertext. An empty last segment follows no other.
         let body = innerSize - headerSize
@@ -180,7 +219,8 @@ public final class SealedObjectReader: ObjectReader {
         let last = i == segments - 1
         let length = (last ? lastLength : SealedObjectStream.segmentSize)
         let sealedLength = length + SealedObjectStream.overhead
-        let offset = UInt64(SealedObjectStream.header.count) + i * UInt64(SealedObjectStream.segmentSize + SealedObjectStream.overhead)
+        let unit = UInt64(SealedObjectStream.segmentSize + SealedObjectStream.overhead)
+        let offset = UInt64(SealedObjectStream.headerSize) + i * unit
         // AESGCM's box: its magic, then the segment as stored.
         let magic = AESGCM.magic.count
         var box = AESGCM.magic + [UInt8](repeating: 0, count: sealedLength)
@@ -188,7 +228,7 @@ public final class SealedObjectReader: ObjectReader {
             try Self.readFully(inner, into: UnsafeMutableRawBufferPointer(rebasing: b[magic...]), at: offset)
         }
         guard got == sealedLength else { throw doesNotOpen(i) }
-        let ad = SealedObjectStream.associatedData(associatedData, segment: i, last: last)
+        let ad = SealedObjectStream.associatedData(associatedData, id: id, segment: i, last: last)
         guard let plaintext = AESGCM.open(box, key: key, associatedData: ad), plaintext.count == length else {
             throw doesNotOpen(i)
         }

@@ -39,6 +39,8 @@ final class SealedObjectStreamTests: XCTestCase {
     let segment = SealedObjectStream.segmentSize
     let key = SecureRandom.bytes(32)
     let path = Array("disks/d/points/p1/index".utf8)
+    /// "dvss", version 2, the object's 16-byte id.
+    let headerSize = 21
 
     /// Seals `plaintext`, appended in pieces of varied sizes (empty ones too), and returns the inner object.
     private func seal(_ plaintext: [UInt8], key: [UInt8]? = nil, associatedData: [UInt8]? = nil, seed: UInt64 = 1) throws -> [UInt8] {
@@ -92,9 +94,16 @@ final class SealedObjectStreamTests: XCTestCase {
         }
     }
 
+    private func assertUnsupportedVersion(_ error: DiskVaultError?, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        guard let error else { return XCTFail("\(what): opened and read", file: file, line: line) }
+        XCTAssertEqual(error.code, .unsupported, what, file: file, line: line)
+        XCTAssertEqual(error.path, "p1/index", what, file: file, line: line)
+        XCTAssertTrue(error.message.contains("is not supported (this build reads version 2"), "\(what): \(error.message)", file: file, line: line)
+    }
+
     private func segmentsOf(_ size: Int) -> Int { max(1, (size + segment - 1) / segment) }
     /// Where segment `i` starts in the sealed object.
-    private func start(ofSegment i: Int) -> Int { 5 + i * (segment + 28) }
+    private func start(ofSegment i: Int) -> Int { headerSize + i * (segment + 28) }
 
     // MARK: round trips
 
@@ -103,8 +112,8 @@ final class SealedObjectStreamTests: XCTestCase {
         for size in [0, 1, segment - 1, segment, segment + 1, 3 * segment + 17] {
             let plaintext = SecureRandom.bytes(size)
             let sealed = try seal(plaintext, seed: UInt64(size))
-            XCTAssertEqual(sealed.count, 5 + 28 * segmentsOf(size) + size, "size \(size)")
-            XCTAssertEqual(Array(sealed.prefix(5)), Array("dvss".utf8) + [1])
+            XCTAssertEqual(sealed.count, headerSize + 28 * segmentsOf(size) + size, "size \(size)")
+            XCTAssertEqual(Array(sealed.prefix(5)), Array("dvss".utf8) + [2])
             XCTAssertTrue(SealedObjectStream.isSealedForm(Array(sealed.prefix(5))))
             XCTAssertTrue(SealedObjectStream.isSealedForm(sealed))
 
@@ -215,7 +224,12 @@ final class SealedObjectStreamTests: XCTestCase {
         for bit in 0..<(small.count * 8) {
             var damaged = small
             damaged[bit / 8] ^= 1 << UInt8(bit % 8)
-            assertDamaged(failure(damaged, 0..<100), segment: bit < 40 ? nil : 0, "small object, bit \(bit)")
+            // The version byte changed names the version; anything else is damage.
+            if bit / 8 == 4 {
+                assertUnsupportedVersion(failure(damaged, 0..<100), "small object, bit \(bit)")
+            } else {
+                assertDamaged(failure(damaged, 0..<100), segment: bit < 40 ? nil : 0, "small object, bit \(bit)")
+            }
         }
 
         // In a larger one: the header, then each part of every segment, refused by the read that touches it
@@ -223,10 +237,14 @@ final class SealedObjectStreamTests: XCTestCase {
         let size = 3 * segment + 17
         let plaintext = SecureRandom.bytes(size)
         let sealed = try seal(plaintext)
-        for at in 0..<5 {
+        for at in 0..<headerSize {
             var damaged = sealed
             damaged[at] ^= 0x10
-            assertDamaged(failure(damaged, 0..<1), "header byte \(at)")
+            if at == 4 {
+                assertUnsupportedVersion(failure(damaged, 0..<1), "header byte \(at)")
+            } else {
+                assertDamaged(failure(damaged, 0..<1), segment: at < 5 ? nil : 3, "header byte \(at)")
+            }
         }
         for i in 0..<4 {
             let begin = start(ofSegment: i)
@@ -262,7 +280,7 @@ final class SealedObjectStreamTests: XCTestCase {
             assertDamaged(failure(cut, 0..<1), segment: kept - 1, "cut after \(kept) segments")
         }
         // Cut or grown anywhere else.
-        for length in [0, 4, 5, 6, 32, 33, start(ofSegment: 1) - 1, start(ofSegment: 1) + 1, start(ofSegment: 1) + 28, sealed.count - 1] {
+        for length in [0, 4, 5, 6, 20, 21, 22, 48, 49, start(ofSegment: 1) - 1, start(ofSegment: 1) + 1, start(ofSegment: 1) + 28, sealed.count - 1] {
             assertDamaged(failure(Array(sealed.prefix(length)), 0..<1), "cut to \(length) bytes")
         }
         for extra in [[0], Array(repeating: 0, count: 28), Array(sealed[start(ofSegment: 3)...])] as [[UInt8]] {
@@ -271,7 +289,7 @@ final class SealedObjectStreamTests: XCTestCase {
         // An object of whole segments followed by an empty last one is not a layout the writer makes.
         let whole = try seal(SecureRandom.bytes(segment))
         let empty = try seal([])
-        assertDamaged(failure(whole + empty.dropFirst(5), 0..<1), "a full segment then an empty one")
+        assertDamaged(failure(whole + empty.dropFirst(headerSize), 0..<1), "a full segment then an empty one")
     }
 
     func testReorderedSegmentsAreRefused() throws {
@@ -293,17 +311,100 @@ final class SealedObjectStreamTests: XCTestCase {
         spliced.replaceSubrange(start(ofSegment: 0)..<start(ofSegment: 0) + s, with: other[start(ofSegment: 1)..<start(ofSegment: 1) + s])
         assertDamaged(failure(spliced, 0..<1), segment: 0, "segment 1 of another object put first")
         // The last segment moved up: a short object whose only segment is not segment 0.
-        let short = Array(sealed.prefix(5)) + sealed[start(ofSegment: 3)...]
+        let short = Array(sealed.prefix(headerSize)) + sealed[start(ofSegment: 3)...]
         assertDamaged(failure(short, 0..<1), segment: 0, "the last segment alone")
     }
 
+    /// Two objects sealed under the same key for the same place (an index written again at its path, by a
+    /// backup retried): a segment of one never opens in the other.
+    func testSegmentsOfAnotherObjectForTheSamePlaceAreRefused() throws {
+        let size = 3 * segment + 17
+        let plaintext = SecureRandom.bytes(size)
+        let a = try seal(plaintext, seed: 1)
+        let b = try seal(SecureRandom.bytes(size), seed: 2)
+        XCTAssertEqual(a.count, b.count)
+        // Found from the sizes, so that the splices do not depend on the header's layout.
+        let header = a.count - 28 * segmentsOf(size) - size
+        func end(ofSegment i: Int) -> Int { header + (i + 1) * (segment + 28) }
+        // A's header and segment 0, then B's segments 1 to 3, each at its own position.
+        let spliced = Array(a[..<end(ofSegment: 0)]) + b[end(ofSegment: 0)...]
+        assertDamaged(failure(spliced, 0..<size), segment: 3, "A's header and segment 0, then B's segments")
+        // B's header in front of A's segments.
+        let headed = Array(b[..<header]) + a[header...]
+        assertDamaged(failure(headed, 0..<size), segment: 3, "B's header in front of A's segments")
+        // A with B's segments 1 and 2 in the middle: A's own segments still read, B's do not.
+        let middle = Array(a[..<end(ofSegment: 0)]) + b[end(ofSegment: 0)..<end(ofSegment: 2)] + a[end(ofSegment: 2)...]
+        assertDamaged(failure(middle, segment..<(segment + 1)), segment: 1, "B's segment 1 in A")
+        assertDamaged(failure(middle, (2 * segment)..<(2 * segment + 1)), segment: 2, "B's segment 2 in A")
+        let reader = try open(middle)
+        StorageSuite.assertSame(try read(reader, 0, segment), Array(plaintext[..<segment]), "A's segment 0 with B's 1 and 2")
+        StorageSuite.assertSame(try read(reader, 3 * segment, 17), Array(plaintext[(3 * segment)...]), "A's segment 3 with B's 1 and 2")
+    }
+
+    func testAChangedIdIsRefused() throws {
+        let size = 3 * segment + 17
+        let sealed = try seal(SecureRandom.bytes(size))
+        let other = try seal(SecureRandom.bytes(size))
+        XCTAssertNotEqual(sealed[5..<headerSize], other[5..<headerSize], "two objects with one id")
+        var changed = sealed
+        changed.replaceSubrange(5..<headerSize, with: SecureRandom.bytes(16))
+        assertDamaged(failure(changed, 0..<1), segment: 3, "a random id")
+        changed.replaceSubrange(5..<headerSize, with: other[5..<headerSize])
+        assertDamaged(failure(changed, 0..<1), segment: 3, "the id of another object for the same place")
+        // Every segment is bound to the id, not only the last.
+        changed = sealed
+        changed.replaceSubrange(5..<headerSize, with: other[5..<headerSize])
+        changed.replaceSubrange(start(ofSegment: 3)..<changed.count, with: other[start(ofSegment: 3)...])
+        assertDamaged(failure(changed, 0..<1), segment: 0, "another id and its last segment")
+    }
+
+    func testOtherVersionsAreRefusedByName() throws {
+        let sealed = try seal(SecureRandom.bytes(segment + 5))
+        for version: UInt8 in [1, 3, 0, 255] {
+            var other = sealed
+            other[4] = version
+            XCTAssertThrowsError(try open(other), "version \(version)") { error in
+                let e = error as? DiskVaultError
+                XCTAssertEqual(e?.code, .unsupported, "version \(version)")
+                XCTAssertEqual(e?.path, "p1/index")
+                XCTAssertTrue(e?.message.contains("sealed object stream version \(version) is not supported (this build reads version 2") == true,
+                              e?.message ?? "")
+            }
+        }
+        // A version-1 object as that build wrote it: the header, then segments straight after it.
+        let v1 = Array("dvss".utf8) + [1] + sealed[headerSize...]
+        XCTAssertThrowsError(try open(v1)) { error in
+            XCTAssertEqual((error as? DiskVaultError)?.code, .unsupported)
+            XCTAssertTrue((error as? DiskVaultError)?.message.contains("version 1, without an object id, was never released") == true, "\(error)")
+        }
+    }
+
+    /// An encrypted vault's head gives the plaintext size of an index written in segments and of one put whole.
+    func testEncryptedStorageHeadGivesThePlaintextSize() throws {
+        let keys = VaultKeys(master: SecureRandom.bytes(32), vaultID: "head")
+        let storage = EncryptedStorage(MemoryStorage(), keys: keys, vaultID: "head")
+        for (i, size) in [0, 1, segment - 1, segment, segment + 1, 3 * segment + 17].enumerated() {
+            let plaintext = SecureRandom.bytes(size)
+            let streamed = "disks/d/points/s\(i)/index", whole = "disks/d/points/w\(i)/index"
+            let writer = try storage.makeWriter(streamed)
+            try plaintext.withUnsafeBytes { try writer.append($0) }
+            XCTAssertTrue(try writer.commitIfAbsent(durable: false))
+            XCTAssertTrue(try storage.putIfAbsent(whole, plaintext, durable: false))
+            XCTAssertEqual(try storage.head(streamed), UInt64(size), "streamed, size \(size)")
+            XCTAssertEqual(try storage.head(whole), UInt64(size), "put whole, size \(size)")
+            XCTAssertEqual(try storage.makeReader(streamed).size, UInt64(size), "streamed, size \(size), reader")
+            XCTAssertEqual(try storage.inner.head(streamed), UInt64(headerSize + 28 * segmentsOf(size) + size), "size \(size) sealed")
+        }
+        XCTAssertNil(try storage.head("disks/d/points/none/index"))
+    }
+
     func testHostileInnerObjectsNeitherCrashNorHang() {
-        let header = Array("dvss".utf8) + [1]
-        let sizes: [UInt64] = [0, 4, 5, 33, 34, UInt64(segment + 33), UInt64.max, UInt64.max - 1, UInt64.max / 2,
-                               5 + UInt64(segment + 28) * (1 << 40), 5 + UInt64(segment + 28) * (1 << 40) + 28]
+        let header = Array("dvss".utf8) + [2] + SecureRandom.bytes(16)
+        let sizes: [UInt64] = [0, 4, 5, 20, 21, 49, 50, UInt64(segment + 49), UInt64.max, UInt64.max - 1, UInt64.max / 2,
+                               21 + UInt64(segment + 28) * (1 << 40), 21 + UInt64(segment + 28) * (1 << 40) + 28]
         for size in sizes {
             for answers in [true, false] {
-                for prefix in [header, [], Array("dvsS".utf8) + [1], Array("dvss".utf8) + [2]] {
+                for prefix in [header, Array(header.prefix(5)), [], Array("dvsS".utf8) + [2], Array("dvse".utf8) + [1]] {
                     let inner = HostileReader(size: size, prefix: prefix, answers: answers)
                     XCTAssertThrowsError(try SealedObjectReader(inner, key: key, associatedData: path, source: "p1/index"),
                                          "size \(size), answers \(answers), prefix \(prefix)") { error in
@@ -314,6 +415,7 @@ final class SealedObjectStreamTests: XCTestCase {
         }
         XCTAssertFalse(SealedObjectStream.isSealedForm(Array("dvss".utf8)))
         XCTAssertFalse(SealedObjectStream.isSealedForm(Array("dvse".utf8) + [1]))
+        XCTAssertFalse(SealedObjectStream.isSealedForm(Array("dvss".utf8) + [1]), "version 1")
         XCTAssertFalse(SealedObjectStream.isSealedForm(Array("dvindex".utf8)))
     }
 
