@@ -242,11 +242,13 @@ struct KeyVaultEscrow: ParsableCommand {
         commandName: "escrow",
         abstract: "Escrow the key vault's keys and secrets to an encrypted vault, so that its points' keys outlive the key vault.",
         discussion: """
-            An escrowed key vault seals every key and secret to the vault's escrow key as well (derived from the \
-            vault's master key). The key backup of each point then opens with the vault's passphrase: if the key \
-            vault is lost, `diskvault keys restore --keyvault NEW` puts the keys and secrets back into a new one, \
-            with their names, versions, tags and KEK wrapping. Whoever holds the vault's passphrase can then read \
-            every key and secret of this key vault: escrow only to a vault guarded as well as the key vault.
+            An escrowed key vault seals every key and secret to the vault's escrow key as well (`diskvault vault \
+            escrow init`: an X25519 key pair whose private half is sealed under a recovery passphrase of its own, \
+            not the vault's, so the hosts that back up into the vault cannot read the keys). If the key vault is \
+            lost, `diskvault keys restore --keyvault NEW --recovery-passphrase-file R` puts the keys and secrets \
+            of a point back into a new one, with their names, versions, tags and KEK wrapping. Whoever holds the \
+            recovery passphrase and the vault's passphrase can read every key and secret of this key vault: keep \
+            the recovery passphrase offline, as guarded as the key vault.
 
             The key vault's passphrase comes from --passphrase-file or DISKVAULT_KEYVAULT_PASSPHRASE; the vault's \
             from --vault-passphrase-file or DISKVAULT_PASSPHRASE (it proves the escrow key is the vault's own).
@@ -271,13 +273,16 @@ struct KeyVaultEscrow: ParsableCommand {
                     throw e.code == .usage && file == nil ? DiskVaultError(.usage, "no passphrase for vault \(vault): give --vault-passphrase-file or set DISKVAULT_PASSPHRASE") : e
                 } catch { throw DiskVaultError(.usage, "\(error)") }
             }
-            guard let keys = v.keys else {
+            guard v.isEncrypted else {
                 throw DiskVaultError(.usage, "vault \(vault) is not encrypted: a clear vault keeps no escrow (make an encrypted one with `diskvault vault init`)")
             }
+            guard let escrow = try v.escrowKey() else {
+                throw DiskVaultError(.notFound, "vault \(vault) has no escrow key: make one with `diskvault vault escrow init --vault \(vault)`")
+            }
             let kv = try admin.open(keyvault)
-            let moved = try kv.addEscrow(vaultID: v.config.id, publicKey: keys.escrowKey.publicKey, location: FileSystem.absolutePath(vault))
+            let moved = try kv.addEscrow(vaultID: v.config.id, publicKey: escrow.publicKeyBytes, location: FileSystem.absolutePath(vault))
             for q in moved { Terminal.warning("moved aside (it does not check or open): \(q)") }
-            Terminal.warning("whoever holds the passphrase of vault \(vault) can now read every key and secret of key vault \(keyvault)")
+            Terminal.warning("whoever holds the recovery passphrase of vault \(vault)'s escrow key (and its passphrase) can now read every key and secret of key vault \(keyvault)")
             print("key vault \(keyvault) escrows its keys and secrets to vault \(vault) (id \(v.config.id)); points backed up from now on carry keys that outlive the key vault")
         }
     }

@@ -8,7 +8,7 @@ struct VaultCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vault",
         abstract: "Create and describe vaults.",
-        subcommands: [VaultInit.self, VaultPasswd.self, VaultKeyCommand.self]
+        subcommands: [VaultInit.self, VaultPasswd.self, VaultKeyCommand.self, VaultEscrowCommand.self]
     )
 }
 
@@ -140,6 +140,46 @@ struct VaultKeyCommand: ParsableCommand {
             let passphrase = try Passphrase.read(file: vaultOptions.passphraseFile, environment: "DISKVAULT_PASSPHRASE", prompt: "vault passphrase")
             try Vault.importKey(key, into: try vaultOptions.location(), passphrase: passphrase)
             print("imported the key of vault \(key.id) into \(try vaultOptions.location())")
+        }
+    }
+}
+
+struct VaultEscrowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "escrow", abstract: "The vault's escrow key, which keeps disk keys restorable after their key vault is lost.",
+        discussion: """
+            `init` makes an X25519 key pair for the vault (escrow.json, sealed in the vault): its public half is what \
+            `diskvault keyvault escrow add` seals a key vault's items to; its private half is sealed under a \
+            recovery passphrase of its own, never under the vault's, so that the hosts that back up into the vault \
+            (which hold its passphrase) cannot read the keys of the disks they back up. Keep the recovery \
+            passphrase offline: `diskvault keys restore --keyvault NEW` asks for it when a key vault is lost.
+
+            Example:
+              diskvault vault escrow init --vault /backup/vault --passphrase-file vault.pass --recovery-passphrase-file recovery.pass
+            """,
+        subcommands: [Init.self])
+
+    struct Init: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make the vault's escrow key (once; it is never replaced).")
+        @OptionGroup var vaultOptions: VaultOptions
+        @Option(name: .long, help: ArgumentHelp("File holding the new recovery passphrase (else DISKVAULT_RECOVERY_PASSPHRASE or a prompt, asked twice).", valueName: "file"))
+        var recoveryPassphraseFile: String?
+        @Option(name: .long, help: "scrypt cost as log2(N), 10–20 (default 17: about 128 MiB, once per recovery).") var kdfWorkFactor: Int = 17
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            let vault = try vaultOptions.open()
+            guard vault.isEncrypted else {
+                throw DiskVaultError(.usage, "vault \(vault.location) is not encrypted: a clear vault keeps no escrow of keys")
+            }
+            let recovery = try Passphrase.read(file: recoveryPassphraseFile, environment: "DISKVAULT_RECOVERY_PASSPHRASE", prompt: "new recovery passphrase", confirm: true)
+            let vaultPassphrase = try? Passphrase.read(file: vaultOptions.passphraseFile, environment: "DISKVAULT_PASSPHRASE", prompt: "vault passphrase")
+            if let vaultPassphrase, vaultPassphrase == recovery {
+                throw DiskVaultError(.usage, "the recovery passphrase must not be the vault's passphrase (every backup host holds that one)")
+            }
+            let key = try vault.createEscrowKey(recoveryPassphrase: recovery, logN: kdfWorkFactor)
+            if output.json { printJSON(["vaultID": vault.config.id, "publicKey": key.publicKey]); return }
+            print("made the escrow key of vault \(vault.location) (public key \(key.publicKey)); keep its recovery passphrase offline")
         }
     }
 }

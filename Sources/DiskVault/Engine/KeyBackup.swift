@@ -186,10 +186,11 @@ enum KeyBackup {
             {
                 reused = .fits(before.checkDetail.hasSuffix("(as at the previous point)") ? before.checkDetail : "\(before.checkDetail) (as at the previous point)")
             }
-            let entry = KeyBackupRecord.Volume(
+            var entry = KeyBackupRecord.Volume(
                 number: v.number, format: v.encryption.format, volumeID: secret.volume ?? ids.first ?? "", secret: secret.name,
                 secretVersion: secret.version, wrappedBy: secret.wrap?.key, keyVersion: secret.wrap?.keyVersion,
                 check: .unchecked, checkDetail: "", headerDigest: headerDigest, secretMAC: secretMAC)
+            entry.valueDigest = KeyBackupRecord.valueDigest(secret.value)
             carry(secretItem)
             if let wrap = secret.wrap {
                 guard let kekItem = try kv.itemFile(key: wrap.key, version: wrap.keyVersion) else {
@@ -203,9 +204,13 @@ enum KeyBackup {
         // Escrow: an encrypted vault whose escrow key the key vault seals every item to holds keys that outlive
         // the key vault.
         let only = "the keys of disk \(disk) can be restored only while key vault \(access.keyVault) exists"
-        if let keys = vault.keys {
+        if vault.isEncrypted {
             let vaultID = vault.config.id
-            if !kv.escrows(to: vaultID, publicKey: keys.escrowKey.publicKey) {
+            guard let escrow = try vault.escrowKey() else {
+                plan.warnings.append("\(only): vault \(vault.location) has no escrow key; make one with `diskvault vault escrow init --vault \(vault.location)`, then have the key vault's administrator run `diskvault keyvault escrow add \(access.keyVault) --vault \(vault.location)`")
+                return plan
+            }
+            if !kv.escrows(to: vaultID, publicKey: escrow.publicKeyBytes) {
                 plan.warnings.append("\(only): it does not escrow its keys to vault \(vault.location); its administrator can make them restorable from this vault with `diskvault keyvault escrow add \(access.keyVault) --vault \(vault.location)`")
             } else if let stale = plan.contents.items.first(where: { copy in
                 guard let bytes = unbase64(copy.file), let item = try? kv.checkItem(bytes, id: copy.id, current: false) else { return true }
@@ -246,19 +251,19 @@ enum KeyBackup {
         return (blob, path)
     }
 
-    /// Whether the keys of `point` can be opened with `vault`'s escrow key.
+    /// Whether the keys of `point` are escrowed in `vault` (sealed to its escrow key).
     static func isEscrowed(_ point: RecoveryPoint, in vault: Vault) -> Bool {
-        vault.keys != nil && point.manifest.keyBackup?.escrow == vault.config.id
+        vault.isEncrypted && point.manifest.keyBackup?.escrow == vault.config.id
     }
 
     /// Opens a point's key backup with the vault's escrow key, without the key vault it came from: each item
     /// checked as signed by that key vault's administrator (or a writer it certified; the key backup, sealed
     /// in the vault, names that administrator) and every part opened.
-    static func escrowedItems(of point: RecoveryPoint, vault: Vault) throws(DiskVaultError) -> [KeyVault.OpenedItem] {
+    static func escrowedItems(of point: RecoveryPoint, vault: Vault, escrowKey: X25519Key) throws(DiskVaultError) -> [KeyVault.OpenedItem] {
         guard let record = point.manifest.keyBackup else {
             throw DiskVaultError(.notFound, "point \(point.id) of disk \(point.disk) carries no key backup")
         }
-        guard let keys = vault.keys, record.escrow == vault.config.id else {
+        guard isEscrowed(point, in: vault) else {
             throw DiskVaultError(.notFound, "the keys of point \(point.id) are sealed only under key vault \(record.keyVault) (id \(record.keyVaultID)): \(vault.keys == nil ? "vault \(vault.location) is not encrypted and keeps no escrow" : "that key vault did not escrow them to vault \(vault.location)")")
         }
         let (blob, path) = try read(point, record, vault: vault)
@@ -266,7 +271,6 @@ enum KeyBackup {
             contents.format == KeyBackupContents.formatName, contents.version == 2,
             contents.keyVaultID == record.keyVaultID, let adminKey = unbase64(contents.adminKey)
         else { throw DiskVaultError(.corrupt, "key backup of point \(point.id) is damaged (not a key backup of key vault \(record.keyVaultID))", path: path) }
-        let escrowKey = keys.escrowKey
         var out: [KeyVault.OpenedItem] = []
         for copy in contents.items {
             guard KeyVault.isItemID(copy.id), let bytes = unbase64(copy.file) else {

@@ -11,25 +11,34 @@ public enum KeyRestore {
         public var fromEscrow: Bool = false
     }
 
+    /// The recovery passphrase of the vault's escrow key, asked for only when the keys go into another key
+    /// vault than the one they came from.
+    public typealias RecoveryPassphrase = () throws(DiskVaultError) -> [UInt8]
+
     /// Runs as a recorded job under the vault's shared lock.
-    public static func run(vault: Vault, disk: String, point id: String?, access: KeyVaultAccess, control: JobControl = .init()) throws(DiskVaultError) -> Result {
+    public static func run(
+        vault: Vault, disk: String, point id: String?, access: KeyVaultAccess, recovery: RecoveryPassphrase? = nil, control: JobControl = .init()
+    ) throws(DiskVaultError) -> Result {
         try Job.run(vault, kind: .keysRestore, disk: disk, control: control) { (outcome) throws(DiskVaultError) in
-            let result = try restoreKeys(vault: vault, disk: disk, point: id, access: access)
+            let result = try restoreKeys(vault: vault, disk: disk, point: id, access: access, recovery: recovery)
             outcome.point = result.point
             return result
         }
     }
 
-    private static func restoreKeys(vault: Vault, disk: String, point id: String?, access: KeyVaultAccess) throws(DiskVaultError) -> Result {
+    private static func restoreKeys(vault: Vault, disk: String, point id: String?, access: KeyVaultAccess, recovery: RecoveryPassphrase?) throws(DiskVaultError) -> Result {
         let point = try vault.point(disk: disk, id: id)
         let kv: KeyVault
         do {
             kv = try access.open()
-        } catch where error.code == .notFound {
-            throw DiskVaultError(.notFound, "key vault \(access.keyVault) does not exist: create it with `diskvault keyvault init \(access.keyVault)` and grant a principal set and restore on keys and secrets, then run this again")
+        } catch where error.code == .notFound && !FileSystem.exists("\(access.keyVault)/keyvault.json") {
+            let escrowed = KeyBackup.isEscrowed(point, in: vault)
+            throw DiskVaultError(.notFound, "key vault \(access.keyVault) does not exist" + (escrowed
+                ? ": create it with `diskvault keyvault init \(access.keyVault)`, grant a principal restore on keys and secrets, then run this again (the keys of point \(point.id) are escrowed in vault \(vault.location))"
+                : "; the keys of point \(point.id) are sealed only under key vault \(point.manifest.keyBackup?.keyVault ?? "?"), the one they came from"))
         }
         if let record = point.manifest.keyBackup, record.keyVaultID != kv.config.id {
-            return try restoreEscrowed(vault: vault, point: point, kv: kv, access: access)
+            return try restoreEscrowed(vault: vault, point: point, kv: kv, access: access, recovery: recovery)
         }
         let opened = try KeyBackup.contents(of: point, vault: vault, kv: kv)
         let needsKeys: Bool
@@ -59,12 +68,21 @@ public enum KeyRestore {
     }
 
     /// Into another key vault than the one the point's keys came from: opened with the vault's escrow key.
-    private static func restoreEscrowed(vault: Vault, point: RecoveryPoint, kv: KeyVault, access: KeyVaultAccess) throws(DiskVaultError) -> Result {
+    private static func restoreEscrowed(vault: Vault, point: RecoveryPoint, kv: KeyVault, access: KeyVaultAccess, recovery: RecoveryPassphrase?) throws(DiskVaultError) -> Result {
         let record = point.manifest.keyBackup!
         guard KeyBackup.isEscrowed(point, in: vault) else {
             throw DiskVaultError(.usage, "key vault \(access.keyVault) (id \(kv.config.id)) is not the one the keys of point \(point.id) came from (\(record.keyVault), id \(record.keyVaultID)), and \(vault.isEncrypted ? "that key vault did not escrow them to vault \(vault.location)" : "vault \(vault.location) is not encrypted, so it keeps no escrow of them"): they go back only into \(record.keyVault)")
         }
-        let items = try KeyBackup.escrowedItems(of: point, vault: vault)
+        // Permissions first, from the record: nothing is asked for or opened for a principal that may not restore.
+        let wrapped = record.volumes.contains { $0.wrappedBy != nil }
+        guard kv.holds(.secrets, [.restore]) && (!wrapped || kv.holds(.keys, [.restore])) else {
+            throw DiskVaultError(.permission, "principal \(access.principal) lacks restore permission on \(wrapped ? "keys and secrets" : "secrets") in key vault \(access.keyVault)")
+        }
+        guard let recovery else {
+            throw DiskVaultError(.usage, "the keys of point \(point.id) go into key vault \(access.keyVault) from the escrow of vault \(vault.location): give its recovery passphrase with --recovery-passphrase-file or DISKVAULT_RECOVERY_PASSPHRASE")
+        }
+        let escrowKey = try vault.openEscrowKey(recoveryPassphrase: try recovery())
+        let items = try KeyBackup.escrowedItems(of: point, vault: vault, escrowKey: escrowKey)
         let needsKeys = items.contains { $0.scope == .keys }
         guard kv.holds(.secrets, [.restore]) && (!needsKeys || kv.holds(.keys, [.restore])) else {
             throw DiskVaultError(.permission, "principal \(access.principal) lacks restore permission on \(needsKeys ? "keys and secrets" : "secrets") in key vault \(access.keyVault)")

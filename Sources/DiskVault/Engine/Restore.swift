@@ -142,9 +142,9 @@ public final class Restore {
         let kv: KeyVault
         do {
             kv = try access.open()
-        } catch where error.code == .notFound {
+        } catch where error.code == .notFound && !FileSystem.exists("\(access.keyVault)/keyvault.json") {
             if escrowed {
-                throw DiskVaultError(.notFound, "key vault \(access.keyVault) is missing: point \(point.id) needs its keys, backed up from key vault \(record.keyVault) (id \(record.keyVaultID)); they are escrowed in vault \(vault.location): create a new key vault, put them into it with `diskvault keys restore --vault \(vault.location) --disk \(point.disk) --point \(point.id) --keyvault NEW --principal P --credential F`, then restore with --keyvault NEW")
+                throw DiskVaultError(.notFound, "key vault \(access.keyVault) is missing: point \(point.id) needs its keys, backed up from key vault \(record.keyVault) (id \(record.keyVaultID)); they are escrowed in vault \(vault.location): create a new key vault, put them into it with `diskvault keys restore --vault \(vault.location) --disk \(point.disk) --point \(point.id) --keyvault NEW --principal P --credential F --recovery-passphrase-file R` (R: the recovery passphrase of the vault's escrow key), then restore with --keyvault NEW")
             }
             throw DiskVaultError(.notFound, "key vault \(access.keyVault) is missing: point \(point.id) needs its keys from key vault \(record.keyVault) (id \(record.keyVaultID)), the only place they are sealed under; put that key vault back, then restore again")
         }
@@ -167,24 +167,16 @@ public final class Restore {
     }
 
     /// Another key vault than the one a point's keys came from serves its restore when it holds each volume's
-    /// secret as the vault's escrow has it (put back by `keys restore`): same name, version, wrapping, tags and
-    /// creation time, and the same value where its principal may read values.
+    /// secret as the point recorded it (put back by `keys restore`): same name, version and wrapping, and the
+    /// same stored value where its principal may read values.
     func checkEscrowedKeys(_ point: RecoveryPoint, _ record: KeyBackupRecord, in kv: KeyVault, command: String) throws(DiskVaultError) {
-        var backed: [String: (SecretListing, String)] = [:]
-        for o in try KeyBackup.escrowedItems(of: point, vault: vault) where o.scope == .secrets {
-            guard let l = o.parts[.listing].flatMap({ try? JSONDecoder().decode(SecretListing.self, from: Data($0)) }),
-                let v = o.parts[.value].flatMap({ try? JSONDecoder().decode(KeyVault.SecretValue.self, from: Data($0)) })
-            else { continue }
-            backed["\(l.name)\u{0}\(l.version)"] = (l, v.value)
-        }
         let readsValues = kv.canRead(.value, .secrets)
         for v in record.volumes {
             let which = v.number == 0 ? "the disk" : "volume \(v.number)"
             let here = try kv.secretEntries().last { $0.listing.name == v.secret && $0.listing.version == v.secretVersion }
             let hereValue = try here.flatMap { (e) throws(DiskVaultError) in readsValues ? try kv.record(e).value : nil }
-            guard let (listing, value) = backed["\(v.secret)\u{0}\(v.secretVersion)"], let here,
-                here.listing.wrap == listing.wrap, here.listing.tags == listing.tags, here.listing.created == listing.created,
-                hereValue == nil || hereValue == value
+            guard let here, here.listing.wrap?.key == v.wrappedBy, here.listing.wrap?.keyVersion == v.keyVersion,
+                hereValue == nil || v.valueDigest == nil || hereValue.map(KeyBackupRecord.valueDigest) == v.valueDigest
             else {
                 throw DiskVaultError(.notFound, "secret \(v.secret) version \(v.secretVersion), the key of \(which), is not in key vault \(kv.root) as point \(point.id) backed it up; put it back with `\(command)`")
             }

@@ -144,7 +144,13 @@ extension KeyVault {
         itemCache = [:]
         var moved: [String] = []
         let dir = "\(root)/\(KeyVaultFormat.itemsDirectory)"
-        for name in try FileSystem.list(dir).sorted() where !FileSystem.isAtomicWriteTemporary(name) {
+        for name in try FileSystem.list(dir).sorted() {
+            // Under the write lock a temporary file is a dead writer's: it may hold an item sealed to keys the
+            // change takes away (a revoked capability, a vault no longer escrowed to), so it goes.
+            if FileSystem.isAtomicWriteTemporary(name) {
+                try? FileSystem.remove("\(dir)/\(name)")
+                continue
+            }
             let path = KeyVaultFormat.itemPath(name)
             let full = "\(root)/\(path)"
             do throws(DiskVaultError) {

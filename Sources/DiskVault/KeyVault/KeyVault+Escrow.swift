@@ -57,7 +57,10 @@ extension KeyVault {
     public func removeEscrow(vaultID: String) throws(DiskVaultError) -> [String] {
         try requireAdministrator("stop escrowing keys to a vault")
         return try withWriteLock { () throws(DiskVaultError) -> [String] in
-            guard policy.escrow?[vaultID] != nil else {
+            // A remove interrupted after the policy changed is finished by running it again.
+            let wrap = Self.escrowWrapName(vaultID)
+            let lingering = policy.escrow?[vaultID] != nil ? true : try loadItems().contains { $0.item.parts.values.contains { $0.wraps[wrap] != nil } }
+            guard lingering else {
                 throw DiskVaultError(.notFound, "key vault \(root) does not escrow its keys to vault \(vaultID)")
             }
             return try changeEscrow { (p, _) in

@@ -30,11 +30,11 @@ import Foundation
 /// writer's certificate, and is accepted only while the current policy names that writer with that key and
 /// grant. A file anyone else wrote, or moved, is refused with a message naming it.
 ///
-/// **Escrow**: the administrator may name vaults in the policy (`Policy.escrow`, by vault id, with the X25519
-/// public key the vault derives from its master key). Every part key is then also sealed to each of them, under
+/// **Escrow**: the administrator may name vaults in the policy (`Policy.escrow`, by vault id, with the vault's
+/// escrow public key, `VaultEscrowKey`). Every part key is then also sealed to each of them, under
 /// the wrap name `escrow:<vault id>` with `escrow:<kv id>:<item id>:<part>:<vault id>` as associated data, so
-/// that a point's key backup (copies of item files) opens with that vault's passphrase after the key vault
-/// itself is lost. Adding or removing one seals every item again.
+/// that a point's key backup (copies of item files) opens with that vault's escrow key (its recovery
+/// passphrase) after the key vault itself is lost. Adding or removing one seals every item again.
 ///
 /// **Generations**: revoking a principal, or rotating its credential, makes a new generation of every
 /// capability it held; from then on items are sealed to the new generation only, and every item is sealed

@@ -31,5 +31,10 @@ public struct KeyBackupRecord: Codable, Sendable, Equatable {
         /// SHA-256 of the secret version's item file (sealed and signed; format 1: an HMAC of its value): a
         /// secret deleted and set again with the same version number is not mistaken for the one checked before.
         public var secretMAC: String?
+        /// SHA-256 of the secret's stored value (the wrapped BEK when wrapped; what a get on secrets reveals
+        /// anyway), so that a restore with another key vault knows it holds this secret and not a namesake.
+        public var valueDigest: String? = nil
     }
+
+    static func valueDigest(_ storedValue: String) -> String { SHA256.digest(Array("diskvault stored secret value\0\(storedValue)".utf8)).hex }
 }

@@ -2,7 +2,8 @@ import Foundation
 
 /// The keys of an encrypted vault: a random 256-bit master key, sealed in vault.json (AES-256-GCM under a key
 /// scrypt derives from the passphrase), and the keys HKDF-SHA256 derives from it (salt: the vault's id), one
-/// per use so that no key serves two purposes.
+/// per use so that no key serves two purposes. The escrow key (`VaultEscrowKey`) is not among them: whoever
+/// holds the passphrase (every host that backs up into the vault) must not hold it.
 public struct VaultKeys: Sendable {
     public let master: [UInt8]
     /// Seals chunk blobs.
@@ -11,16 +12,6 @@ public struct VaultKeys: Sendable {
     let naming: [UInt8]
     /// Seals every other object (indexes, manifests, key backups, records).
     let metadata: [UInt8]
-    /// The private half of the vault's escrow key pair (X25519): key vaults that escrow to this vault seal
-    /// their items to its public half, so that a point's key backup opens without its key vault.
-    let escrow: [UInt8]
-
-    /// The escrow key pair.
-    public var escrowKey: X25519Key {
-        guard let key = X25519Key(privateKey: escrow) else { fatalError("X25519 refused a 32-byte private key") }
-        return key
-    }
-
     public init(master: [UInt8], vaultID: String) {
         self.master = master
         let salt = Array(vaultID.utf8)
@@ -28,7 +19,6 @@ public struct VaultKeys: Sendable {
         blob = derive("blob")
         naming = derive("chunk naming")
         metadata = derive("metadata")
-        escrow = derive("key escrow")
     }
 
     /// The associated data an object is sealed with: the vault and the object's key, so that nothing moves.
@@ -37,13 +27,24 @@ public struct VaultKeys: Sendable {
     /// A new master key sealed under `passphrase`: the encryption section of a new vault.json.
     static func seal(master: [UInt8], passphrase: [UInt8], logN: Int, vaultID: String) throws(DiskVaultError) -> VaultConfig.Encryption {
         guard !passphrase.isEmpty else { throw DiskVaultError(.usage, "the vault passphrase is empty") }
+        let (kdf, sealed) = try sealUnder(passphrase, master, logN: logN, associatedData: Array("diskvault-vault-master:\(vaultID)".utf8))
+        return VaultConfig.Encryption(scheme: VaultConfig.Encryption.aesGCM, kdf: kdf, sealedMasterKey: Data(sealed).base64EncodedString())
+    }
+
+    /// `secret` AES-256-GCM sealed under scrypt(`passphrase`) with a new salt, and the parameters.
+    static func sealUnder(_ passphrase: [UInt8], _ secret: [UInt8], logN: Int, associatedData: [UInt8]) throws(DiskVaultError) -> (VaultConfig.Encryption.KDF, [UInt8]) {
         guard (10...20).contains(logN) else { throw DiskVaultError(.usage, "--kdf-work-factor must be from 10 to 20") }
         let salt = SecureRandom.bytes(16)
         guard let key = Scrypt.derive(passphrase, salt: salt, logN: logN) else { throw DiskVaultError(.io, "scrypt failed") }
-        return VaultConfig.Encryption(
-            scheme: VaultConfig.Encryption.aesGCM,
-            kdf: .init(name: "scrypt", logN: logN, r: 8, p: 1, salt: Data(salt).base64EncodedString()),
-            sealedMasterKey: Data(AESGCM.seal(master, key: key, associatedData: Array("diskvault-vault-master:\(vaultID)".utf8))).base64EncodedString())
+        return (.init(name: "scrypt", logN: logN, r: 8, p: 1, salt: Data(salt).base64EncodedString()), AESGCM.seal(secret, key: key, associatedData: associatedData))
+    }
+
+    /// What `sealUnder` sealed; nil for a wrong passphrase (or damaged box), `.corrupt` for damaged parameters.
+    static func openUnder(_ passphrase: [UInt8], _ sealed: [UInt8], kdf: VaultConfig.Encryption.KDF, associatedData: [UInt8], source: String) throws(DiskVaultError) -> [UInt8]? {
+        guard kdf.name == "scrypt", let salt = Data(base64Encoded: kdf.salt),
+            let key = Scrypt.derive(passphrase, salt: Array(salt), logN: kdf.logN, r: kdf.r, p: kdf.p)
+        else { throw DiskVaultError(.corrupt, "has damaged key derivation parameters", path: source) }
+        return AESGCM.open(sealed, key: key, associatedData: associatedData)
     }
 
     /// The master key of `config`, opened with `passphrase`; "wrong passphrase" when it does not open.

