@@ -67,6 +67,38 @@ public enum AESGCM {
         return out
     }
 
+    /// Seals the `length` bytes at the start of `buffer` in place: the box (`length + overhead` bytes, returned)
+    /// is left at the start of `buffer`, which must hold it. No memory is allocated: a chunk's blob is sealed in
+    /// its own aligned buffer and still written with direct I/O.
+    /// The corresponding C function is `EVP_EncryptUpdate`.
+    public static func sealInPlace(_ buffer: UnsafeMutableRawBufferPointer, length: Int, key: [UInt8], associatedData: [UInt8]) -> Int {
+        precondition(key.count == 32, "AES-256-GCM needs a 32-byte key")
+        let head = magic.count + 12
+        precondition(length >= 0 && buffer.count >= length + overhead, "the buffer cannot hold the sealed box")
+        guard let base = buffer.baseAddress else { preconditionFailure("an empty buffer") }
+        memmove(base + head, base, length)
+        let nonce = SecureRandom.bytes(12)
+        for (i, b) in (magic + nonce).enumerated() { buffer[i] = b }
+        let body = (base + head).assumingMemoryBound(to: UInt8.self)
+        CipherContext().withPointer { ctx in
+            var n: Int32 = 0
+            guard EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1,
+                EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, nil) == 1,
+                EVP_EncryptInit_ex(ctx, nil, nil, key, nonce) == 1
+            else { fatalError("AES-256-GCM init failed") }
+            if !associatedData.isEmpty { EVP_EncryptUpdate(ctx, nil, &n, associatedData, Int32(associatedData.count)) }
+            var done = 0
+            while done < length {
+                let piece = min(length - done, 1 << 30)
+                _ = EVP_EncryptUpdate(ctx, body + done, &n, body + done, Int32(piece))
+                done += Int(n)
+            }
+            _ = EVP_EncryptFinal_ex(ctx, body + done, &n)
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, body + length)
+        }
+        return length + overhead
+    }
+
     /// Opens a box held in `buffer` in place: the plaintext is left at the start of `buffer`, and its length
     /// returned; nil (the buffer's contents then undefined) when the box does not open.
     /// The corresponding C function is `EVP_DecryptUpdate`.

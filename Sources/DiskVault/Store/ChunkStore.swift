@@ -8,14 +8,14 @@ public final class BlobCodec {
     /// Blobs are assembled whole in one aligned buffer, with room to round a write up to 4 KiB, so the vault
     /// can write them with direct I/O.
     public init(chunkSize: Int) {
-        blobBuffer = ByteBuffer(capacity: Blob.headerSize + ZlibDeflater.bound(chunkSize) + Blob.directIOAlignment)
+        blobBuffer = ByteBuffer(capacity: Blob.directIOLength(Blob.headerSize + ZlibDeflater.bound(chunkSize) + AESGCM.overhead))
     }
 
     /// The size of a buffer that holds a chunk in the form `encode` takes without copying it: the chunk at
-    /// byte `Blob.headerSize`, room for its header before it and for rounding the blob up to the direct-I/O
-    /// alignment after it.
+    /// byte `Blob.headerSize`, room for its header before it and, after it, for sealing it in place (an
+    /// encrypted vault) and rounding the blob up to the direct-I/O alignment.
     public static func frameCapacity(chunkSize: Int) -> Int {
-        Blob.directIOLength(Blob.headerSize + chunkSize)
+        Blob.directIOLength(Blob.headerSize + chunkSize + AESGCM.overhead)
     }
 
     /// Where a chunk of `length` bytes sits in `frame`.
@@ -29,7 +29,7 @@ public final class BlobCodec {
     /// copied); otherwise it is copied into `blobBuffer`.
     func encode(
         _ chunk: UnsafeRawBufferPointer, mayCompress: Bool, frame: UnsafeMutableRawBufferPointer? = nil
-    ) -> (blob: UnsafeRawBufferPointer, padded: UnsafeRawBufferPointer, compressed: Bool) {
+    ) -> (blob: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer, compressed: Bool) {
         let payloadArea = UnsafeMutableRawBufferPointer(rebasing: blobBuffer.storage[Blob.headerSize...])
         if mayCompress && CompressibilityProbe.worthTrying(chunk) {
             let limit = min(payloadArea.count, chunk.count - chunk.count / 8)
@@ -49,16 +49,10 @@ public final class BlobCodec {
     /// Writes the header in front of the payload already at `buffer[Blob.headerSize...]`.
     private static func assemble(
         in buffer: UnsafeMutableRawBufferPointer, payloadCount n: Int, flags: Blob.Flags
-    ) -> (blob: UnsafeRawBufferPointer, padded: UnsafeRawBufferPointer, compressed: Bool) {
+    ) -> (blob: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer, compressed: Bool) {
         let payload = UnsafeRawBufferPointer(rebasing: buffer[Blob.headerSize..<Blob.headerSize + n])
         Blob.makeHeader(flags: flags, payload: payload, into: buffer)
-        let length = Blob.headerSize + n
-        let padded = Blob.directIOLength(length)
-        return (
-            UnsafeRawBufferPointer(rebasing: buffer[..<length]),
-            UnsafeRawBufferPointer(rebasing: buffer[..<min(padded, buffer.count)]),
-            !flags.isEmpty
-        )
+        return (UnsafeRawBufferPointer(rebasing: buffer[..<(Blob.headerSize + n)]), buffer, !flags.isEmpty)
     }
 }
 
@@ -129,12 +123,13 @@ public final class ChunkStore: Sendable {
         _ chunk: UnsafeRawBufferPointer, digest: Digest256, mayCompress: Bool, codec: BlobCodec,
         frame: UnsafeMutableRawBufferPointer? = nil, replacing: Bool = false
     ) throws(DiskVaultError) -> StoreOutcome {
-        let (blob, padded, compressed) = codec.encode(chunk, mayCompress: mayCompress, frame: frame)
+        let (blob, buffer, compressed) = codec.encode(chunk, mayCompress: mayCompress, frame: frame)
         if replacing {
             try storage.replaceBlob(key(digest), blob)
             return StoreOutcome(written: true, blobBytes: blob.count, compressed: compressed)
         }
-        let written = try storage.putBlobIfAbsent(key(digest), padded: padded, length: blob.count)
+        // The buffer is given up: the chunk in it is not read again (an encrypted vault seals it there).
+        let written = try storage.putBlobIfAbsent(key(digest), scratch: buffer, length: blob.count)
         return StoreOutcome(written: written, blobBytes: blob.count, compressed: compressed)
     }
 

@@ -118,6 +118,15 @@ public final class EncryptedStorage: VaultStorage {
         return try sealed.withBytes { (b) throws(DiskVaultError) in try inner.putIfAbsent(key, [b], durable: false) }
     }
 
+    /// Sealed where it lies when `scratch` has room, then written from there as a clear blob would be.
+    public func putBlobIfAbsent(_ key: String, scratch: UnsafeMutableRawBufferPointer, length: Int) throws(DiskVaultError) -> Bool {
+        guard scratch.count >= Blob.directIOLength(length + AESGCM.overhead) else {
+            return try putBlobIfAbsent(key, padded: UnsafeRawBufferPointer(scratch), length: length)
+        }
+        let sealed = AESGCM.sealInPlace(scratch, length: length, key: keys.blob, associatedData: ad(key))
+        return try inner.putBlobIfAbsent(key, padded: UnsafeRawBufferPointer(rebasing: scratch[..<Blob.directIOLength(sealed)]), length: sealed)
+    }
+
     public func replaceBlob(_ key: String, _ blob: UnsafeRawBufferPointer) throws(DiskVaultError) {
         let sealed = seal(key, blob)
         try sealed.withBytes { (b) throws(DiskVaultError) in try inner.replaceBlob(key, b) }

@@ -46,6 +46,11 @@ public protocol VaultStorage: VaultLocking {
     /// `length` rounded up to 4 KiB long, so that a backend may write it with direct I/O. Durable after `barrier()`.
     func putBlobIfAbsent(_ key: String, padded: UnsafeRawBufferPointer, length: Int) throws(DiskVaultError) -> Bool
 
+    /// `putBlobIfAbsent` of the blob of `length` bytes at the start of `scratch`, a 4 KiB-aligned buffer the
+    /// blob's writer owns whole and gives up: the storage may overwrite it (an encrypted vault seals the blob in
+    /// it, with no copy, and still writes it with direct I/O).
+    func putBlobIfAbsent(_ key: String, scratch: UnsafeMutableRawBufferPointer, length: Int) throws(DiskVaultError) -> Bool
+
     /// Stores a chunk blob under `key` whether or not one is there: for a blob known to be damaged, which must
     /// never count as present. The new blob is written whole first and then put over the old one atomically.
     /// Durable after `barrier()`.
@@ -66,6 +71,10 @@ extension VaultStorage {
 
     public func putBlobIfAbsent(_ key: String, padded: UnsafeRawBufferPointer, length: Int) throws(DiskVaultError) -> Bool {
         try putIfAbsent(key, [UnsafeRawBufferPointer(rebasing: padded[..<length])], durable: false)
+    }
+
+    public func putBlobIfAbsent(_ key: String, scratch: UnsafeMutableRawBufferPointer, length: Int) throws(DiskVaultError) -> Bool {
+        try putBlobIfAbsent(key, padded: UnsafeRawBufferPointer(rebasing: scratch[..<min(Blob.directIOLength(length), scratch.count)]), length: length)
     }
 
     public func putIfAbsent(_ key: String, _ bytes: [UInt8], durable: Bool) throws(DiskVaultError) -> Bool {

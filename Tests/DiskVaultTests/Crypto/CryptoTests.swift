@@ -56,6 +56,14 @@ final class CryptoTests: XCTestCase {
             flipped[flipped.count - 1 - size / 2] ^= 1
             XCTAssertNil(inPlace(flipped, key: key, ad: "chunks/x"), "\(size)")
             XCTAssertNil(inPlace(Array(box.dropLast()), key: key, ad: "chunks/x"))
+            // Sealed where it lies, in a buffer with room: a box the array form opens, under a fresh nonce.
+            var room = plain + [UInt8](repeating: 0xee, count: AESGCM.overhead + 7)
+            let n = room.withUnsafeMutableBytes { AESGCM.sealInPlace($0, length: size, key: key, associatedData: Array("chunks/x".utf8)) }
+            XCTAssertEqual(n, size + AESGCM.overhead)
+            XCTAssertEqual(AESGCM.open(Array(room[..<n]), key: key, associatedData: Array("chunks/x".utf8)), plain, "\(size)")
+            XCTAssertNil(AESGCM.open(Array(room[..<n]), key: key, associatedData: Array("chunks/y".utf8)))
+            XCTAssertNotEqual(Array(room[5..<17]), Array(box[5..<17]), "a fresh nonce")
+            XCTAssertEqual(Array(room[n...]), [UInt8](repeating: 0xee, count: 7), "nothing written past the box")
         }
     }
 

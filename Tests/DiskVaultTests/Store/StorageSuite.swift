@@ -151,8 +151,15 @@ enum StorageSuite {
         XCTAssertFalse(try storage.putBlobIfAbsent("chunks/aligned", padded: UnsafeRawBufferPointer(padded), length: length))
         XCTAssertEqual(try storage.head("chunks/aligned"), UInt64(length))
         assertSame(try storage.get("chunks/aligned", limit: 1 << 20), Array(bytes[..<length]))
+        // A blob given up in its own buffer (which the storage may seal in place) reads back the same.
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 204_800 + 4096, alignment: 4096)
+        defer { scratch.deallocate() }
+        bytes.withUnsafeBytes { scratch.copyMemory(from: $0) }
+        XCTAssertTrue(try storage.putBlobIfAbsent("chunks/scratch", scratch: scratch, length: length))
+        XCTAssertEqual(try storage.head("chunks/scratch"), UInt64(length))
+        assertSame(try storage.get("chunks/scratch", limit: 1 << 20), Array(bytes[..<length]))
         try storage.barrier()
-        XCTAssertEqual(try storage.list("chunks"), ["aligned"])
+        XCTAssertEqual(try storage.list("chunks").sorted(), ["aligned", "scratch"])
     }
 
     /// `makeReader` reads any range, short only at the end; `makeWriter` commits once per key.
