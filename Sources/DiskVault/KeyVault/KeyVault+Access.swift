@@ -52,7 +52,8 @@ extension KeyVault {
     /// administrator — while the leaving principal is still named, so the items it wrote are accepted one last
     /// time — and anything that does not check or open moved aside (never a veto on the change); (3) the slots
     /// of everyone who keeps a rotated capability, the issued one, the removed one deleted; (4) the policy,
-    /// naming the new keys and recording the re-seal, so that an item older than it is an old copy.
+    /// naming the new keys and recording the re-seal, so that an item older than it is an old copy, at the next
+    /// epoch, so that the interim policy is an old copy too.
     func changeAccess(issue: (String, Grant)?, removing: String?, rotating: Set<Capability>) throws(DiskVaultError) -> [UInt8]? {
         guard var admin else { throw DiskVaultError(.permission, "only the key vault administrator can change access") }
         quarantined = []
@@ -106,7 +107,9 @@ extension KeyVault {
             guard name == issue?.0 || !held.isDisjoint(with: rotating) else { continue }
             try writeSlot(name, entry, epoch: epoch)
         }
-        // (4) The policy.
+        // (4) The policy, one epoch after the interim one (which still names the leaving principal), so that a
+        // copy of the interim put back is older than what this host saw.
+        if resealed { policy.epoch = epoch + 1 }
         try writePolicy(policy)
         return credential
     }

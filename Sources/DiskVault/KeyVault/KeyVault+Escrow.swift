@@ -71,7 +71,7 @@ extension KeyVault {
     }
 
     /// One change of escrow, safe to interrupt and to run again: the policy with the change at a new epoch,
-    /// every item sealed again at that epoch, then the policy recording the re-seal.
+    /// every item sealed again at that epoch, then the policy recording the re-seal at the epoch after.
     private func changeEscrow(_ change: (inout Policy, Int) -> Void) throws(DiskVaultError) -> [String] {
         guard var admin else { throw DiskVaultError(.permission, "only the key vault administrator can change escrow") }
         let epoch = max(policy.epoch, admin.secrets.epoch) + 1
@@ -83,6 +83,8 @@ extension KeyVault {
         try writePolicy(next)
         quarantined = try resealItems()
         next.resealed = epoch
+        // One epoch on, so that the interim policy put back is an old copy.
+        next.epoch = epoch + 1
         try writePolicy(next)
         return quarantined
     }

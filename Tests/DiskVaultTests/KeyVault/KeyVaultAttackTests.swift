@@ -239,6 +239,43 @@ final class KeyVaultAttackTests: XCTestCase {
         XCTAssertFalse(try loot(t.kv, t.cred("getter")).contains(later), "a revoked principal read what the administrator set after a rollback")
     }
 
+    /// The policy a revocation writes before it seals every item again still names the revoked principal and
+    /// the capability keys it holds. Whoever watches the folder copies that interim policy and puts it back once
+    /// the revocation is done: it must be older than the final one (a later epoch), so that every writer on the
+    /// host that saw the final refuses it.
+    func testTheInterimPolicyOfARevocationPutBackIsRefused() throws {
+        try Tool.require("strace")
+        let t = try Setup(self)
+        // How many renames the revocation makes, counted on a copy (with a copy of this host's records, which
+        // it updates with renames too).
+        let copy = t.s.file("count"), state = t.s.file("count-state")
+        let env = ProcessInfo.processInfo.environment
+        let records = env["DISKVAULT_STATE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? env["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : "\($0)/diskvault" } ?? "\(env["HOME"] ?? "/root")/.local/state/diskvault"
+        try Tool.sh("cp -a \(t.kv) \(copy) && mkdir -p \(state) && { [ ! -d '\(records)' ] || cp -a '\(records)'/. \(state)/; }")
+        let counted = try Tool.run("/bin/bash", ["-c", "strace -f -e trace=rename -o \(t.s.file("renames")) \(Tool.diskvault) keyvault access revoke \(copy) --principal getter --passphrase-file \(t.pw) >/dev/null"],
+                                   environment: ["DISKVAULT_STATE_DIR": state])
+        XCTAssertEqual(counted.status, 0, counted.output)
+        // The ordinal of the last rename onto policy.json: the final policy's.
+        let renames = try Tool.sh("grep 'rename(' \(t.s.file("renames")) | grep -n '/policy.json\"' | tail -1 | cut -d: -f1").trimmingCharacters(in: .whitespacesAndNewlines)
+        let last = try XCTUnwrap(Int(renames), "no rename onto policy.json")
+        XCTAssertGreaterThan(last, 3)
+        // The revocation stopped just before that rename, which is then done by hand: the interim policy is
+        // copied on the way.
+        let killed = try Tool.run("/bin/bash", ["-c", "strace -f -o /dev/null -e inject=rename:signal=SIGKILL:when=\(last) \(Tool.diskvault) keyvault access revoke \(t.kv) --principal getter --passphrase-file \(t.pw) >/dev/null 2>&1"])
+        XCTAssertNotEqual(killed.status, 0)
+        try Tool.sh("cp \(t.kv)/policy.json \(t.s.file("interim.json")) && mv \(t.kv)/.policy.json.tmp-* \(t.kv)/policy.json")
+        // A write sees the final policy (and records its epoch on this host).
+        try Tool.sh("printf 'a probe' > \(t.s.file("probe.bek"))")
+        try t.run("keyvault", "secret", "set", t.kv, "--name", "probe", "--file", t.s.file("probe.bek"))
+        XCTAssertThrowsError(try t.open("getter")) { XCTAssertTrue("\($0)".contains("no access"), "\($0)") }
+        // The interim policy put back: every writer refuses it (a principal writing under it would seal to the
+        // capability keys the revoked principal holds).
+        try Tool.sh("cp \(t.s.file("interim.json")) \(t.kv)/policy.json && printf 'set after the revocation' > \(t.s.file("late.bek"))")
+        let write = try t.run("keyvault", "secret", "set", t.kv, "--name", "late", "--file", t.s.file("late.bek"), expect: 1)
+        XCTAssertTrue(write.stderr.contains("policy.json is older than this host last saw it"), write.stderr)
+    }
+
     func testRevokedSlotCopiedBackIsRefusedAndRotationEndsTheOldCredential() throws {
         let t = try Setup(self)
         let slot = "\(t.kv)/principals/getter.json"
