@@ -43,6 +43,18 @@ public enum AESGCM {
         let nonce = SecureRandom.bytes(12)
         var out = [UInt8](repeating: 0, count: magic.count + 12 + plaintext.count + 16)
         out.replaceSubrange(0..<magic.count + 12, with: magic + nonce)
+        out.withUnsafeMutableBytes { o in
+            guard let src = plaintext.baseAddress ?? UnsafeRawPointer(o.baseAddress) else { return }
+            encrypt(from: src, to: o.baseAddress! + magic.count + 12, count: plaintext.count, key: key, nonce: nonce, associatedData: associatedData)
+        }
+        return out
+    }
+
+    /// AES-256-GCM of `count` bytes from `src` to `dst` (the same place, or apart), the tag written after them.
+    private static func encrypt(
+        from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, count: Int, key: [UInt8], nonce: [UInt8], associatedData: [UInt8]
+    ) {
+        let input = src.assumingMemoryBound(to: UInt8.self), output = dst.assumingMemoryBound(to: UInt8.self)
         CipherContext().withPointer { ctx in
             var n: Int32 = 0
             guard EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1,
@@ -50,21 +62,16 @@ public enum AESGCM {
                 EVP_EncryptInit_ex(ctx, nil, nil, key, nonce) == 1
             else { fatalError("AES-256-GCM init failed") }
             if !associatedData.isEmpty { EVP_EncryptUpdate(ctx, nil, &n, associatedData, Int32(associatedData.count)) }
-            let body = magic.count + 12
-            out.withUnsafeMutableBytes { o in
-                let dst = o.baseAddress!.assumingMemoryBound(to: UInt8.self) + body
-                var done = 0
-                // EVP lengths are Int32: a large input goes through in pieces.
-                while done < plaintext.count {
-                    let piece = min(plaintext.count - done, 1 << 30)
-                    _ = EVP_EncryptUpdate(ctx, dst + done, &n, plaintext.baseAddress!.assumingMemoryBound(to: UInt8.self) + done, Int32(piece))
-                    done += Int(n)
-                }
-                _ = EVP_EncryptFinal_ex(ctx, dst + done, &n)
-                EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, dst + plaintext.count)
+            var done = 0
+            // EVP lengths are Int32: a large input goes through in pieces.
+            while done < count {
+                let piece = min(count - done, 1 << 30)
+                _ = EVP_EncryptUpdate(ctx, output + done, &n, input + done, Int32(piece))
+                done += Int(n)
             }
+            _ = EVP_EncryptFinal_ex(ctx, output + done, &n)
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, output + count)
         }
-        return out
     }
 
     /// Seals the `length` bytes at the start of `buffer` in place: the box (`length + overhead` bytes, returned)
@@ -79,23 +86,7 @@ public enum AESGCM {
         memmove(base + head, base, length)
         let nonce = SecureRandom.bytes(12)
         for (i, b) in (magic + nonce).enumerated() { buffer[i] = b }
-        let body = (base + head).assumingMemoryBound(to: UInt8.self)
-        CipherContext().withPointer { ctx in
-            var n: Int32 = 0
-            guard EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1,
-                EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, nil) == 1,
-                EVP_EncryptInit_ex(ctx, nil, nil, key, nonce) == 1
-            else { fatalError("AES-256-GCM init failed") }
-            if !associatedData.isEmpty { EVP_EncryptUpdate(ctx, nil, &n, associatedData, Int32(associatedData.count)) }
-            var done = 0
-            while done < length {
-                let piece = min(length - done, 1 << 30)
-                _ = EVP_EncryptUpdate(ctx, body + done, &n, body + done, Int32(piece))
-                done += Int(n)
-            }
-            _ = EVP_EncryptFinal_ex(ctx, body + done, &n)
-            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, body + length)
-        }
+        encrypt(from: base + head, to: base + head, count: length, key: key, nonce: nonce, associatedData: associatedData)
         return length + overhead
     }
 
