@@ -94,6 +94,15 @@ public enum AESGCM {
     /// returned; nil (the buffer's contents then undefined) when the box does not open.
     /// The corresponding C function is `EVP_DecryptUpdate`.
     public static func openInPlace(_ buffer: UnsafeMutableRawBufferPointer, key: [UInt8], associatedData: [UInt8]) -> Int? {
+        guard let range = openWhereItLies(buffer, key: key, associatedData: associatedData), let base = buffer.baseAddress else { return nil }
+        memmove(base, base + range.lowerBound, range.count)
+        return range.count
+    }
+
+    /// Opens a box held in `buffer` in place and leaves the plaintext where its ciphertext was: the range of
+    /// `buffer` it fills (17 bytes in), nil when the box does not open.
+    /// The corresponding C function is `EVP_DecryptUpdate`.
+    public static func openWhereItLies(_ buffer: UnsafeMutableRawBufferPointer, key: [UInt8], associatedData: [UInt8]) -> Range<Int>? {
         let head = magic.count + 12
         guard key.count == 32, buffer.count >= head + 16, let base = buffer.baseAddress,
             UnsafeRawBufferPointer(rebasing: buffer[..<magic.count]).elementsEqual(magic)
@@ -119,8 +128,7 @@ public enum AESGCM {
             return EVP_DecryptFinal_ex(ctx, body + done, &n) == 1
         }
         guard ok else { return nil }
-        memmove(base, base + head, length)
-        return length
+        return head..<head + length
     }
 
     /// Whether `box` has the form `seal` makes (magic, nonce, at least a tag): what can be checked without the key.

@@ -250,7 +250,7 @@ public final class Restore {
                     let codec = BlobCodec(chunkSize: chunkSize)
                     // The chunk goes to byte 4096, aligned for the direct write; a raw blob is read straight there.
                     let at = Blob.directIOAlignment
-                    let buffer = ByteBuffer(capacity: at + chunkSize)
+                    let buffer = ByteBuffer(capacity: at + chunkSize + AESGCM.overhead)
                     return { (item: RestoreItem) throws -> RestoredChunk in
                         let i: Int, digest: Digest256
                         switch item {

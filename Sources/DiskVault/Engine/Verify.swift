@@ -178,7 +178,7 @@ public final class Verify {
                 makeWorker: {
                     let codec = BlobCodec(chunkSize: chunkSize)
                     // Room in front of the chunk, so that a raw blob is checked where it was read.
-                    let buffer = ByteBuffer(capacity: Blob.directIOAlignment + chunkSize)
+                    let buffer = ByteBuffer(capacity: Blob.directIOAlignment + chunkSize + AESGCM.overhead)
                     return { (check: ChunkCheck) -> ChunkCheck in
                         var check = check
                         do throws(DiskVaultError) {

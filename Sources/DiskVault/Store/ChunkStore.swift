@@ -149,12 +149,15 @@ public final class ChunkStore: Sendable {
     ) throws(DiskVaultError) -> UnsafeRawBufferPointer {
         let key = key(digest)
         let output = UnsafeMutableRawBufferPointer(rebasing: buffer.storage[offset..<offset + length])
-        let inPlace = offset >= Blob.headerSize
+        // A raw blob is read so that its payload lands at `offset`: its header (and any framing the storage
+        // adds, an encrypted vault's seal) in the room before it, the framing's tail after it.
+        let (before, after) = storage.blobFraming
+        let inPlace = offset >= Blob.headerSize + before && offset + length + after <= buffer.storage.count
         let blob: UnsafeRawBufferPointer
         do {
             blob = try storage.read(key) { size in
-                inPlace && size == Blob.headerSize + length
-                    ? UnsafeMutableRawBufferPointer(rebasing: buffer.storage[offset - Blob.headerSize..<offset + length])
+                inPlace && size == before + Blob.headerSize + length + after
+                    ? UnsafeMutableRawBufferPointer(rebasing: buffer.storage[offset - Blob.headerSize - before..<offset + length + after])
                     : codec.blobBuffer.storage
             }
         } catch where error.code == .notFound {
@@ -164,7 +167,8 @@ public final class ChunkStore: Sendable {
         }
         let got: Int
         do {
-            if blob.baseAddress == UnsafeRawPointer(codec.blobBuffer.storage.baseAddress) {
+            let scratch = UnsafeRawBufferPointer(codec.blobBuffer.storage)
+            if let b = blob.baseAddress, let s = scratch.baseAddress, b >= s, b < s + scratch.count {
                 got = try Blob.decode(blob, into: output, inflater: codec.inflater)
             } else {
                 let (flags, payload) = try Blob.check(blob)

@@ -63,8 +63,11 @@ public final class EncryptedStorage: VaultStorage {
         return plain
     }
 
+    /// A blob's seal: magic and nonce before it, the tag after.
+    public var blobFraming: (before: Int, after: Int) { (AESGCM.overhead - 16, 16) }
+
     /// Reads the sealed object into the buffer `destination` gives for its sealed size, opens it there and
-    /// returns the plaintext at the buffer's start.
+    /// returns the plaintext where it lies (`blobFraming.before` bytes in): no byte is moved.
     public func read(
         _ key: String, into destination: (Int) -> UnsafeMutableRawBufferPointer
     ) throws(DiskVaultError) -> UnsafeRawBufferPointer {
@@ -72,8 +75,8 @@ public final class EncryptedStorage: VaultStorage {
         let got = try inner.read(key, into: destination)
         guard let base = got.baseAddress else { throw refused(key) }
         let box = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: base), count: got.count)
-        guard let n = AESGCM.openInPlace(box, key: sealKey(key), associatedData: ad(key)) else { throw refused(key) }
-        return UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(box)[..<n])
+        guard let plain = AESGCM.openWhereItLies(box, key: sealKey(key), associatedData: ad(key)) else { throw refused(key) }
+        return UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(box)[plain])
     }
 
     /// The plaintext's size, from the sealed object's: a sealed box adds `AESGCM.overhead`; a streamed object

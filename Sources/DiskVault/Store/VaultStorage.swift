@@ -1,3 +1,4 @@
+import Foundation
 /// The narrow interface every vault access goes through: put-if-absent, get, head, list, delete.
 /// Keys are relative paths ("chunks/ab12/ab12…", "disks/web/points/ID/manifest.json"). The local directory is
 /// the default backend; an object store implements the same five verbs.
@@ -25,8 +26,13 @@ public protocol VaultStorage: VaultLocking {
     /// The whole object, at most `limit` bytes (a larger one is an error, never an allocation).
     func get(_ key: String, limit: Int) throws(DiskVaultError) -> [UInt8]
 
-    /// Reads the object into the buffer `destination` gives for the object's size, and returns the bytes read
-    /// there. An object larger than that buffer is corrupt.
+    /// How a stored blob frames the blob its writer gave: bytes before it and after it (an encrypted vault's
+    /// seal), so that a reader can leave room for them and have the blob land where it wants.
+    var blobFraming: (before: Int, after: Int) { get }
+
+    /// Reads the object into the buffer `destination` gives for the size it is stored at, and returns the
+    /// object's bytes, which lie in that buffer (at its start, or `blobFraming.before` bytes in when the storage
+    /// unseals them in place). An object larger than that buffer is corrupt.
     func read(
         _ key: String, into destination: (Int) -> UnsafeMutableRawBufferPointer
     ) throws(DiskVaultError) -> UnsafeRawBufferPointer
@@ -66,8 +72,12 @@ public protocol VaultStorage: VaultLocking {
 extension VaultStorage {
     /// Reads the object into `buffer`; its length. An object larger than the buffer is corrupt.
     public func read(_ key: String, into buffer: UnsafeMutableRawBufferPointer) throws(DiskVaultError) -> Int {
-        try read(key, into: { _ in buffer }).count
+        let got = try read(key, into: { _ in buffer })
+        if let from = got.baseAddress, let to = buffer.baseAddress, from != UnsafeRawPointer(to) { memmove(to, from, got.count) }
+        return got.count
     }
+
+    public var blobFraming: (before: Int, after: Int) { (0, 0) }
 
     public func putBlobIfAbsent(_ key: String, padded: UnsafeRawBufferPointer, length: Int) throws(DiskVaultError) -> Bool {
         try putIfAbsent(key, [UnsafeRawBufferPointer(rebasing: padded[..<length])], durable: false)
