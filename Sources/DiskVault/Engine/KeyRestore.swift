@@ -55,9 +55,8 @@ public enum KeyRestore {
         }
         switch opened {
         case .items(let items):
-            // Keys first, so that a secret is never back before the key that unwraps it.
             let shown = "\(vault.location)/\(RecoveryPoint.prefix(disk: point.disk))/\(point.id)/keys"
-            for c in items.sorted(by: { ($0.item.scope == .keys ? 0 : 1) < ($1.item.scope == .keys ? 0 : 1) }) {
+            for c in keysFirst(items, scope: \.item.scope) {
                 note(try kv.restore(item: c, shownAs: "\(shown) (item \(c.id))"))
             }
         case .legacy(let contents):
@@ -65,6 +64,11 @@ public enum KeyRestore {
             for secret in contents.secrets { note(try kv.restore(legacySecret: secret)) }
         }
         return result
+    }
+
+    /// Keys before secrets, so that a secret is never back before the key that unwraps it.
+    private static func keysFirst<T>(_ items: [T], scope: (T) -> KeyVault.Scope) -> [T] {
+        items.filter { scope($0) == .keys } + items.filter { scope($0) != .keys }
     }
 
     /// Into another key vault than the one the point's keys came from: opened with the vault's escrow key.
@@ -83,13 +87,10 @@ public enum KeyRestore {
         }
         let escrowKey = try vault.openEscrowKey(recoveryPassphrase: try recovery())
         let items = try KeyBackup.escrowedItems(of: point, vault: vault, escrowKey: escrowKey)
-        let needsKeys = items.contains { $0.scope == .keys }
-        guard kv.holds(.secrets, [.restore]) && (!needsKeys || kv.holds(.keys, [.restore])) else {
-            throw DiskVaultError(.permission, "principal \(access.principal) lacks restore permission on \(needsKeys ? "keys and secrets" : "secrets") in key vault \(access.keyVault)")
-        }
         var result = Result(point: point.id, keyVault: access.keyVault, restored: [], alreadyPresent: [], fromEscrow: true)
         let shown = "\(vault.location)/\(RecoveryPoint.prefix(disk: point.disk))/\(point.id)/keys"
-        for o in items.sorted(by: { ($0.scope == .keys ? 0 : 1) < ($1.scope == .keys ? 0 : 1) }) {
+        // Each item's scope is authorized as it is written (`restore(_:fromElsewhere:)`).
+        for o in keysFirst(items, scope: \.scope) {
             let outcome = try kv.restore(o, shownAs: "\(shown) (item \(o.id))", fromElsewhere: true)
             if outcome.1 { result.restored.append(outcome.0) } else { result.alreadyPresent.append(outcome.0) }
         }
