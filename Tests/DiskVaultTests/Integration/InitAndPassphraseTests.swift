@@ -10,23 +10,36 @@ final class InitAndPassphraseTests: XCTestCase {
     }
 
     /// A vault init killed at a mkdir, an fsync or the rename of vault.json, into a new path or an existing empty
-    /// directory, leaves a directory that a second init takes over; the vault then backs up and restores.
+    /// directory, clear or encrypted, leaves a directory that a second init takes over (an encrypted one under
+    /// another passphrase); the vault then backs up and verifies, and opens with the second passphrase only.
     func testKilledVaultInitCanBeInitialisedAgain() throws {
         let s = try Scratch(self)
         try Tool.sh("head -c 1M /dev/urandom > \(s.file("disk.img"))")
+        try Tool.sh("printf 'the second passphrase' > \(s.file("pw2"))")
         var n = 0
-        for existing in [false, true] {
-            for (syscall, when) in [("mkdir", 2), ("mkdir", 4), ("fsync", 1), ("renameat2", 1)] {
-                n += 1
-                let vault = s.file("vault\(n)")
-                if existing { try FileManager.default.createDirectory(atPath: vault, withIntermediateDirectories: false) }
-                let k = try killed(at: syscall, when: when, "vault init \(vault) --chunk-size 64KiB --encryption none")
-                XCTAssertNotEqual(k.status, 0, "\(syscall) #\(when): the init was killed: \(k.output)")
-                XCTAssertFalse(FileManager.default.fileExists(atPath: "\(vault)/vault.json"), "\(syscall) #\(when)")
-                let again = try Tool.dv("vault", "init", vault, "--chunk-size", "64KiB", "--encryption", "none")
-                XCTAssertEqual(again.status, 0, "after a kill at \(syscall) #\(when) (existing \(existing)): \(again.output)")
-                XCTAssertEqual(try Tool.dv("backup", s.file("disk.img"), "--vault", vault, "--disk", "d").status, 0)
-                XCTAssertEqual(try Tool.dv("verify", "--vault", vault).status, 0)
+        for encrypted in [false, true] {
+            let mode = encrypted ? ["--kdf-work-factor", "10"] : ["--encryption", "none"]
+            // The second init of an encrypted vault, and every command after it, uses the second passphrase.
+            let second = encrypted ? ["--passphrase-file", s.file("pw2")] : []
+            for existing in [false, true] {
+                for (syscall, when) in [("mkdir", 2), ("mkdir", 4), ("fsync", 1), ("renameat2", 1)] {
+                    n += 1
+                    let vault = s.file("vault\(n)")
+                    let at = "\(syscall) #\(when) (encrypted \(encrypted), existing \(existing))"
+                    if existing { try FileManager.default.createDirectory(atPath: vault, withIntermediateDirectories: false) }
+                    let k = try killed(at: syscall, when: when, "vault init \(vault) --chunk-size 64KiB \(mode.joined(separator: " "))")
+                    XCTAssertNotEqual(k.status, 0, "\(at): the init was killed: \(k.output)")
+                    XCTAssertFalse(FileManager.default.fileExists(atPath: "\(vault)/vault.json"), at)
+                    let again = try Tool.dv(["vault", "init", vault, "--chunk-size", "64KiB"] + mode + second)
+                    XCTAssertEqual(again.status, 0, "after a kill at \(at): \(again.output)")
+                    let backup = try Tool.dv(["backup", s.file("disk.img"), "--vault", vault, "--disk", "d"] + second)
+                    XCTAssertEqual(backup.status, 0, "\(at): \(backup.output)")
+                    XCTAssertEqual(try Tool.dv(["verify", "--vault", vault] + second).status, 0, at)
+                    if encrypted {
+                        let first = try Tool.dv("verify", "--vault", vault)
+                        XCTAssertEqual(first.status, 1, "\(at): the killed init's passphrase opens nothing: \(first.output)")
+                    }
+                }
             }
         }
         // A directory holding anything else is still refused, and a vault is never initialised twice.

@@ -113,6 +113,12 @@ enum Tool {
         try run(diskvault, arguments, stdinPath: stdinPath, environment: environment)
     }
 
+    /// Runs diskvault with arguments built as an array.
+    @discardableResult
+    static func dv(_ arguments: [String], stdinPath: String? = nil, environment: [String: String] = [:]) throws -> RunResult {
+        try run(diskvault, arguments, stdinPath: stdinPath, environment: environment)
+    }
+
     /// Runs a shell command line and fails the test when it fails.
     @discardableResult
     static func sh(_ command: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
