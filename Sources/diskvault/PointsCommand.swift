@@ -48,13 +48,13 @@ struct PointsCommand: ParsableCommand {
                 print("no recovery points\(disk.map { " for disk \($0)" } ?? "")")
                 return
             }
-            let header = ["DISK", "POINT", "CREATED", "SIZE", "NEW", "STORED", "RETAIN UNTIL", "ENCRYPTION"]
+            let header = ["DISK", "POINT", "CREATED", "SIZE", "NEW", "STORED", "RETAIN UNTIL", "TAKEN", "ENCRYPTION"]
             let rows = all.map { p -> [String] in
                 let m = p.manifest
                 return [m.disk, m.id, String(m.created.prefix(19)).replacingOccurrences(of: "T", with: " "),
                         ByteCount.format(m.source.size), ByteCount.format(m.stats.newBytes),
                         ByteCount.format(m.stats.storedBytes), m.retainUntil.map { String($0.prefix(10)) } ?? "-",
-                        encryptionSummary(m) + (m.layoutChanges == nil ? "" : " (changed)")]
+                        m.consistency?.rawValue ?? "-", encryptionSummary(m) + (m.layoutChanges == nil ? "" : " (changed)")]
             }
             printTable(header, rows)
             for p in all {

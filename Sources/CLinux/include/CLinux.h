@@ -26,4 +26,14 @@ int dv_o_direct(void);
 int dv_cleanup_register(const char *path);
 void dv_cleanup_unregister(int slot);
 void dv_cleanup_install(void);
+/// Takes an open-file-description lock (F_OFD_SETLK, no wait) on `length` bytes at `start`: shared (read) or
+/// exclusive (write). 0, or -1 with errno (EAGAIN: a conflicting lock is held).
+int dv_ofd_lock(int fd, int shared, long long start, long long length);
+/// Whether a lock of the asked type (write when `exclusive`) on the bytes would conflict with one held by another
+/// open file description (F_OFD_GETLK): 1 and the holder's type (F_RDLCK 0, F_WRLCK 1) in *held, 0 when none,
+/// -1 with errno.
+int dv_ofd_conflict(int fd, int exclusive, long long start, long long length, int *held);
+/// O_EXCL for a block device: fails with EBUSY when it is mounted, a device-mapper target or another O_EXCL
+/// opener holds it.
+int dv_o_excl(void);
 #endif

@@ -91,12 +91,16 @@ public final class Backup {
         let earlier = scan.points
         let previous = earlier.last
         warnings = scan.damaged.map { "point \($0.id) of disk \(options.disk) is damaged and was skipped: \($0.problem)" }
+        if source.consistency == .crashConsistent {
+            warnings.append("\(source.path) is in use by a writer and is read anyway (--allow-live): the point is crash-consistent, as a power cut would have left the disk")
+        }
         // The layout, read without keys before any data: it says which regions are ciphertext.
         var layout: DiskLayout? = nil
-        if let size = source.size {
-            layout = try LayoutReader.read(file: source.file, image: source.path, size: size, declared: options.declared, strict: false)
+        if source.size != nil {
+            layout = try LayoutReader.read(source: source, declared: options.declared, strict: false)
         }
-        let ciphertext = layout?.encryptedRanges ?? []
+        // A container encrypted by qemu is ciphertext but for a few clusters of metadata: none of it is compressed.
+        let ciphertext = source.contents == .container ? [0..<(source.size ?? 0)] : layout?.encryptedRanges ?? []
         let pointID = RecoveryPoint.newID(at: options.now)
         // The keys of an encrypted disk: a missing permission or secret is refused before any data is read,
         // writing nothing. Checking each key against its header (PBKDF2, one core for a few hundred
@@ -110,7 +114,7 @@ public final class Backup {
                 throw DiskVaultError(.usage, "disk \(options.disk) is encrypted (\(what)): back it up with --keyvault KV --principal P --credential F, so that its keys are backed up with it (or --without-keys)")
             }
             keyPlan = try KeyBackup.plan(
-                layout: layout, disk: options.disk, pointID: pointID, access: access, file: source.file, image: source.path,
+                layout: layout, disk: options.disk, pointID: pointID, access: access, file: source.bytes, image: source.path,
                 previous: previous?.manifest.keyBackup, vault: vault)
             warnings += keyPlan?.warnings ?? []
         }
@@ -240,6 +244,9 @@ public final class Backup {
         // The previous index was trusted chunk by chunk: it must check whole (its digest) before this point counts.
         try previousIndex?.finish()
         try source.checkUnchanged()
+        if let changed = try source.noteModification() {
+            warnings.append(changed)
+        }
         if let total, imageSize != total {
             throw DiskVaultError(.io, "image changed while it was read (\(total) bytes at start, \(imageSize) read); no recovery point was written", path: source.path)
         }
@@ -253,7 +260,10 @@ public final class Backup {
             retainUntil: options.retainUntil.map(Timestamp.format),
             trigger: options.trigger,
             policy: options.policy,
-            source: .init(path: source.path, kind: source.kind, size: imageSize, sectorSize: source.sectorSize),
+            source: .init(
+                path: source.path, kind: source.kind, size: imageSize, sectorSize: source.sectorSize,
+                format: source.format == .raw ? nil : source.format, contents: source.contents == .disk ? nil : source.contents,
+                chain: source.chain.isEmpty ? nil : source.chain, fileSize: source.fileSize == imageSize ? nil : source.fileSize),
             layout: layout,
             layoutChanges: layoutChanges(layout, previous: previous),
             keyBackup: keyBackup?.0,
@@ -263,6 +273,7 @@ public final class Backup {
             indexDigest: indexDigest.hex,
             stats: stats)
         manifest.sequence = (previous?.manifest.sequence ?? earlier.count) + 1
+        manifest.consistency = source.consistency
         try vault.commit(manifest, index: indexObject, extras: keyBackup.map { [$0.0.blob: $0.1] } ?? [:])
         // A stale entry would only make the next backup store the chunk once more: not worth failing a committed point.
         let stored = healed.withLock { $0 }
@@ -289,8 +300,8 @@ public final class Backup {
     private func read(
         chunkSize: Int, pool: BufferPool, ciphertext: [Range<UInt64>], previous: ChunkIndexReader?, emit: (Item) throws -> Void
     ) throws {
-        let file = source.file
         guard let size = source.size else {
+            let file = source.file!
             var chunk = 0
             while true {
                 let buffer = pool.take()
@@ -337,7 +348,7 @@ public final class Backup {
                     let start = Int(r.lowerBound - offset), end = Int(r.upperBound - offset)
                     if start > filled { UnsafeMutableRawBufferPointer(rebasing: chunkArea[filled..<start]).initializeMemory(as: UInt8.self, repeating: 0) }
                     let want = end - start
-                    let got = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: chunkArea[start..<end]), at: r.lowerBound)
+                    let got = try source.bytes.read(into: UnsafeMutableRawBufferPointer(rebasing: chunkArea[start..<end]), at: r.lowerBound)
                     guard got == want else {
                         throw DiskVaultError(.io, "image changed while it was read: it ended at byte \(r.lowerBound + UInt64(got)) of \(size); no recovery point was written", path: source.path)
                     }

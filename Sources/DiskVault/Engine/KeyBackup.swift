@@ -140,7 +140,7 @@ enum KeyBackup {
     /// unwraps it where the principal may. Throws, writing nothing, when any of this fails; the key checks are
     /// left to the plan.
     static func plan(
-        layout: DiskLayout, disk: String, pointID: String, access: KeyVaultAccess, file: FileDescriptor, image: String,
+        layout: DiskLayout, disk: String, pointID: String, access: KeyVaultAccess, file: any ImageBytes, image: String,
         previous: KeyBackupRecord? = nil, vault: Vault
     ) throws(DiskVaultError) -> Plan {
         let kv: KeyVault

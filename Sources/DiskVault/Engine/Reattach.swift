@@ -29,7 +29,8 @@ public enum Reattach {
     }
 
     /// `keyVault` is the key vault the restore used (it holds the point's keys); else the one the backup named.
-    static func description(target: String, point: RecoveryPoint, keyBackup: KeyBackupRecord?, keyVault: String? = nil) -> Description {
+    /// `format` is the format the restore wrote (by default the point's: raw, or the container it holds).
+    static func description(target: String, point: RecoveryPoint, keyBackup: KeyBackupRecord?, keyVault: String? = nil, format: ImageFormat? = nil) -> Description {
         let m = point.manifest
         let keyVaultPath = FileSystem.absolutePath(keyVault ?? keyBackup?.keyVault ?? "")
         let volumes = (m.layout?.volumes ?? []).map { v -> Description.Volume in
@@ -38,7 +39,8 @@ public enum Reattach {
                          uuid: v.encryption.uuid, guid: v.encryption.guid, keyVault: key == nil ? nil : keyVaultPath,
                          secret: key?.secret, secretVersion: key?.secretVersion, wrappedBy: key?.wrappedBy)
         }
-        return Description(disk: m.disk, point: m.id, image: FileSystem.absolutePath(target), size: m.source.size, partitionTable: m.layout?.partitionTable, volumes: volumes)
+        return Description(disk: m.disk, point: m.id, image: FileSystem.absolutePath(target), format: (format ?? m.source.restoredFormat).rawValue,
+                           size: m.source.size, partitionTable: m.layout?.partitionTable, volumes: volumes)
     }
 
     /// The files re-attaching needs, beside the target: `<target>.attach.json`, `.libvirt.xml`, `.qemu-args`.
@@ -47,12 +49,14 @@ public enum Reattach {
     }
 
     /// Writes the `files(for:)` of `target`, each naming the absolute paths of the disk and its key vault; their paths.
-    static func write(target: String, point: RecoveryPoint, keyBackup: KeyBackupRecord?, keyVault: String? = nil) throws(DiskVaultError) -> [String] {
-        let d = description(target: target, point: point, keyBackup: keyBackup, keyVault: keyVault)
+    static func write(target: String, point: RecoveryPoint, keyBackup: KeyBackupRecord?, keyVault: String? = nil, format: ImageFormat? = nil) throws(DiskVaultError) -> [String] {
+        let d = description(target: target, point: point, keyBackup: keyBackup, keyVault: keyVault, format: format)
         let absolute = d.image
         let wholeDiskLUKS = d.volumes.count == 1 && d.volumes[0].number == 0 && d.volumes[0].encryption.isLUKS
+        // A qcow2 that qemu encrypts: its qcow2 driver opens the LUKS inside it (encrypt.format=luks).
+        let qcow2 = d.format == ImageFormat.qcow2.rawValue
         let usage = "diskvault/\(d.disk)/\(d.volumes.first?.secret ?? "key")"
-        var xml = "<disk type='file' device='disk'>\n  <driver name='qemu' type='raw'/>\n  <source file='\(xmlEscape(absolute))'"
+        var xml = "<disk type='file' device='disk'>\n  <driver name='qemu' type='\(d.format)'/>\n  <source file='\(xmlEscape(absolute))'"
         if wholeDiskLUKS {
             xml += ">\n    <encryption format='luks'>\n      <secret type='passphrase' usage='\(xmlEscape(usage))'/>\n    </encryption>\n  </source>\n"
         } else {
@@ -60,10 +64,12 @@ public enum Reattach {
         }
         xml += "  <target dev='vdb' bus='virtio'/>\n</disk>\n"
         var qemu = "-blockdev driver=file,node-name=\(d.disk)-file,filename=\(absolute)"
-        if wholeDiskLUKS {
+        if wholeDiskLUKS && qcow2 {
+            qemu = "-object secret,id=\(d.disk)-key,file=KEYFILE \(qemu) -blockdev driver=qcow2,node-name=\(d.disk),file=\(d.disk)-file,encrypt.format=luks,encrypt.key-secret=\(d.disk)-key"
+        } else if wholeDiskLUKS {
             qemu = "-object secret,id=\(d.disk)-key,file=KEYFILE \(qemu) -blockdev driver=luks,node-name=\(d.disk),file=\(d.disk)-file,key-secret=\(d.disk)-key"
         } else {
-            qemu += " -blockdev driver=raw,node-name=\(d.disk),file=\(d.disk)-file"
+            qemu += " -blockdev driver=\(d.format),node-name=\(d.disk),file=\(d.disk)-file"
         }
         qemu += " -device virtio-blk-pci,drive=\(d.disk)\n"
         if wholeDiskLUKS {

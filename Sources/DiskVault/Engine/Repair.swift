@@ -124,7 +124,7 @@ public final class Repair {
             defer { offset += UInt64(length) }
             guard try !plan.dataRanges(in: offset..<offset + UInt64(length)).isEmpty else { continue }
             let area = BlobCodec.chunkArea(of: buffer, length: length)
-            guard try source.file.read(into: area, at: offset) == length else { break }
+            guard try source.bytes.read(into: area, at: offset) == length else { break }
             let bytes = UnsafeRawBufferPointer(area)
             let digest = vault.chunks.name(of: bytes)
             guard wanted.contains(digest), !healed.contains(digest) else { continue }

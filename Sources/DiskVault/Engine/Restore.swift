@@ -13,6 +13,8 @@ public struct RestoreOptions: Sendable {
     public var keyVault: KeyVaultAccess?
     /// Where to write the disk's key (BEK, unwrapped) for the user.
     public var exportKey: String?
+    /// The format to write: raw or qcow2 (nil: the point's own, raw unless it holds a qcow2's container).
+    public var format: ImageFormat?
 
     /// The target that writes the disk to standard output, in order, for a pipe (`| dd of=/dev/…`).
     public static let standardOutput = "-"
@@ -35,6 +37,8 @@ public struct RestoreResult: Codable, Sendable {
     public var seconds: Double
     /// What re-attaching the disk to a VM needs, written beside it.
     public var attachFiles: [String] = []
+    /// The format written, where it is not raw.
+    public var format: String?
     public var exportedKeys: [String] = []
     /// What the restore found and dealt with on the way (a dead restore's temporary disk it removed).
     public var warnings: [String] = []
@@ -74,6 +78,9 @@ public final class Restore {
             disk: point.disk, point: point.id, target: options.target, size: index.imageSize,
             writtenBytes: 0, holeBytes: 0, chunks: index.count, seconds: 0)
         if options.target == RestoreOptions.standardOutput {
+            if let f = options.format, f != point.manifest.source.restoredFormat {
+                throw DiskVaultError(.usage, "--format \(f.rawValue) does not apply to --target - (standard output): the disk is streamed as the point holds it")
+            }
             guard !options.replace else { throw DiskVaultError(.usage, "--replace does not apply to --target - (standard output)") }
             // What is streamed cannot be taken back: the index must check whole before the first byte goes out.
             let checked = try vault.checkedIndex(of: point)
@@ -85,6 +92,8 @@ public final class Restore {
             result.seconds = Date().timeIntervalSince(started)
             return result
         }
+        let format = try restoredFormat(point)
+        result.format = format == .raw ? nil : format.rawValue
         let target = options.target
         let directory = FileSystem.parentDirectory(of: target)
         try RestoreTarget.check(target, replace: options.replace, sidecars: Reattach.files(for: target))
@@ -94,15 +103,28 @@ public final class Restore {
         let cleanup = InterruptCleanup.register(tmp)
         defer { cleanup.cancel() }
         do throws(DiskVaultError) {
-            let file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: FileSystem.privateFileMode, doing: "cannot create")
-            try file.truncate(to: index.imageSize)
-            // Whole chunks go to the disk with direct I/O where the file system takes it (not through the page
-            // cache, whose buffered writes cost more CPU here than inflating); a short last chunk goes buffered.
-            let direct = FileDescriptor.openDirect(tmp)
-            try write(index, to: file, direct: direct, result: &result)
-            try direct?.close()
-            try file.sync()
-            try file.close()
+            if format == .raw || format == point.manifest.source.restoredFormat {
+                let file = try FileDescriptor(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: FileSystem.privateFileMode, doing: "cannot create")
+                try file.truncate(to: index.imageSize)
+                // Whole chunks go to the disk with direct I/O where the file system takes it (not through the page
+                // cache, whose buffered writes cost more CPU here than inflating); a short last chunk goes buffered.
+                let direct = FileDescriptor.openDirect(tmp)
+                try write(index, to: file, file: file, direct: direct, result: &result)
+                try direct?.close()
+                try file.sync()
+                try file.close()
+            } else {
+                // A new image in the host's format, written through qemu: zero chunks are never written, so
+                // they stay unallocated clusters.
+                let image = try QemuImage.create(tmp, format: format, size: index.imageSize)
+                defer { image.close() }
+                try write(index, to: image, file: nil, direct: nil, result: &result)
+                try image.flush()
+                image.close()
+                let synced = try FileDescriptor(path: tmp, flags: O_RDONLY, doing: "cannot open restored image")
+                try synced.sync()
+                try synced.close()
+            }
             if options.replace {
                 try RestoreTarget.checkStillReplaceable(target)
                 try FileSystem.rename(tmp, target, doing: "cannot rename restored disk into place")
@@ -115,12 +137,31 @@ public final class Restore {
             throw error
         }
         result.attachFiles = try Reattach.write(
-            target: target, point: point, keyBackup: point.manifest.keyBackup, keyVault: options.keyVault?.keyVault)
+            target: target, point: point, keyBackup: point.manifest.keyBackup, keyVault: options.keyVault?.keyVault, format: format)
         if let exportKey = options.exportKey, let kv = keys {
             result.exportedKeys = try exportKeys(point, kv: kv, to: exportKey)
         }
         result.seconds = Date().timeIntervalSince(started)
         return result
+    }
+
+    /// The format the restore writes: `--format` if given, else the point's. A container (a qcow2 that qemu
+    /// encrypts) is written only as itself; a disk that is LUKS from its first byte is written raw (qemu opens
+    /// it with its luks driver; a qcow2 around it would need a second layer no re-attach file describes).
+    func restoredFormat(_ point: RecoveryPoint) throws(DiskVaultError) -> ImageFormat {
+        let own = point.manifest.source.restoredFormat
+        guard let asked = options.format, asked != own else { return own }
+        guard asked == .raw || asked == .qcow2 else {
+            throw DiskVaultError(.usage, "--format \(asked.rawValue): a restore writes raw or qcow2")
+        }
+        if point.manifest.source.contents == .container {
+            throw DiskVaultError(.usage, "point \(point.id) holds a \(own.rawValue) that qemu encrypts, kept as it is (its data is never decrypted); it restores only as \(own.rawValue)")
+        }
+        let volumes = point.manifest.layout?.volumes ?? []
+        if asked == .qcow2, volumes.count == 1, volumes[0].number == 0, volumes[0].encryption.format.isLUKS {
+            throw DiskVaultError(.usage, "disk \(point.disk) is LUKS from its first byte: restore it raw (qemu opens it with its luks driver; the re-attach files say how)")
+        }
+        return asked
     }
 
     /// The rules for an encrypted point: a new target only, its key vault present and holding its keys.
@@ -211,7 +252,8 @@ public final class Restore {
 
     /// The index is read as the chunks go out, never whole; a digest that differs from the manifest's shows at
     /// its end and fails the restore before the target is renamed into place.
-    private func write(_ index: ChunkIndexReader, to file: FileDescriptor, direct: FileDescriptor?, result: inout RestoreResult) throws(DiskVaultError) {
+    /// `sink` takes every chunk; `file`, when the sink is a local file, has its writeback started early.
+    private func write(_ index: ChunkIndexReader, to sink: any ImageSink, file: FileDescriptor?, direct: FileDescriptor?, result: inout RestoreResult) throws(DiskVaultError) {
         let workers = max(1, options.threads)
         let chunkSize = index.chunkSize
         let chunks = vault.chunks
@@ -274,9 +316,9 @@ public final class Restore {
                         if let direct, length % Blob.directIOAlignment == 0 {
                             try direct.write(bytes, at: offset)
                         } else {
-                            try file.write(bytes, at: offset)
+                            try sink.write(bytes, at: offset)
                             // The disk starts on this chunk now; the one fsync at the end has little left.
-                            file.startWriteback(offset: offset, length: UInt64(length))
+                            file?.startWriteback(offset: offset, length: UInt64(length))
                         }
                         return RestoredChunk(length: length, written: true)
                     }

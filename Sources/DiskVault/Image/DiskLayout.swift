@@ -26,6 +26,10 @@ public struct DiskLayout: Codable, Sendable, Equatable {
     public var diskGUID: String?
     public var volumes: [Volume]
     public var warnings: [String]
+    /// `inspect` of a format qemu reads: the format, and the image with each backing file (a manifest keeps
+    /// these in its source instead).
+    public var format: ImageFormat? = nil
+    public var chain: [QemuImage.ChainLink]? = nil
 
     public init(image: String, size: UInt64, partitionTable: PartitionTable, diskGUID: String? = nil, volumes: [Volume] = [], warnings: [String] = []) {
         self.image = image

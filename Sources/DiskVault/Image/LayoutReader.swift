@@ -42,7 +42,7 @@ public enum LayoutReader {
     /// With `strict`, a damaged header is an error; otherwise it is a warning and the volume is "unreadable"
     /// (a backup still protects its bytes).
     public static func read(
-        file: FileDescriptor, image: String, size: UInt64, declared: Declaration = .init(), strict: Bool
+        file: any ImageBytes, image: String, size: UInt64, declared: Declaration = .init(), strict: Bool
     ) throws(DiskVaultError) -> DiskLayout {
         let disk = VolumeBytes(file: file, image: image, offset: 0, size: size)
         var layout = DiskLayout(image: image, size: size, partitionTable: .none)
@@ -90,11 +90,31 @@ public enum LayoutReader {
 
     /// Opens `path` and reads its layout strictly (for `inspect`).
     public static func read(path: String, declared: Declaration = .init()) throws(DiskVaultError) -> DiskLayout {
-        let source = try ImageSource.open(path)
+        try read(source: try ImageSource.open(path), declared: declared, strict: true)
+    }
+
+    /// The layout of the disk `source` holds, as a VM sees it: read through qemu for a format qemu reads; for a
+    /// qcow2 that qemu encrypts, its LUKS header inside the file (the disk's layout is ciphertext).
+    public static func read(source: ImageSource, declared: Declaration = .init(), strict: Bool) throws(DiskVaultError) -> DiskLayout {
         guard let size = source.size else {
-            throw DiskVaultError(.unsupported, "cannot read the layout of a stream; give a file or a block device", path: path)
+            throw DiskVaultError(.unsupported, "cannot read the layout of a stream; give a file or a block device", path: source.path)
         }
-        return try read(file: source.file, image: path, size: size, declared: declared, strict: true)
+        guard source.contents == .container, let luks = source.qcow2?.luksHeader else {
+            return try read(file: source.bytes, image: source.path, size: size, declared: declared, strict: strict)
+        }
+        let header = VolumeBytes(file: source.bytes, image: source.path, offset: luks.lowerBound, size: UInt64(luks.count))
+        var found = try LUKS1Header.read(header)
+        if found == nil { found = try LUKS2Header.read(header) }
+        guard var e = found else {
+            throw DiskVaultError(.corrupt, "qcow2 header: no LUKS header at byte \(luks.lowerBound), where its header extension says it is", path: source.path)
+        }
+        // The whole container is kept from the compressor: its data clusters are ciphertext.
+        e.encryptedRanges = nil
+        e.payloadSize = nil
+        var layout = DiskLayout(image: source.path, size: size, partitionTable: .none)
+        layout.volumes = [DiskLayout.Volume(number: 0, offset: luks.lowerBound, size: UInt64(luks.count), encryption: e)]
+        layout.warnings = []
+        return layout
     }
 
     static func readGPT(_ disk: VolumeBytes, layout: inout DiskLayout) throws(DiskVaultError) -> [DiskLayout.Volume]? {

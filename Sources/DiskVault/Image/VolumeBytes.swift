@@ -2,7 +2,7 @@
 /// A read past the volume's end comes back short, so a parser's field reads fail with a named field rather
 /// than reading another volume's bytes.
 public struct VolumeBytes: Sendable {
-    public let file: FileDescriptor
+    public let file: any ImageBytes
     public let image: String
     public let offset: UInt64
     public let size: UInt64
@@ -10,7 +10,7 @@ public struct VolumeBytes: Sendable {
     /// The most a parser may read at once: headers are small, and hostile length fields must not allocate.
     public static let readLimit = 16 << 20
 
-    public init(file: FileDescriptor, image: String, offset: UInt64, size: UInt64) {
+    public init(file: any ImageBytes, image: String, offset: UInt64, size: UInt64) {
         self.file = file
         self.image = image
         self.offset = offset

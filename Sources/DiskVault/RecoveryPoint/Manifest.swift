@@ -33,6 +33,8 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// The point's place in its disk's commit order: the previous point's plus one (absent in points of older
     /// builds). Dates can be wrong; this cannot go backwards.
     public var sequence: Int? = nil
+    /// How the source was held while it was read: cold, or crash-consistent (absent in points of older builds).
+    public var consistency: ImageSource.Consistency? = nil
 
     /// No manifest is larger: a bigger file is damaged, never read whole.
     public static let maxSize = 16 << 20
@@ -66,6 +68,17 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var kind: ImageSource.Kind
         public var size: UInt64
         public var sectorSize: Int
+        /// The image's container format; absent for raw (and in points made before formats were read).
+        public var format: ImageFormat? = nil
+        /// "container" when the point holds the image file itself (a qcow2 qemu encrypts); absent: the disk.
+        public var contents: ImageSource.Contents? = nil
+        /// A format qemu reads: the image and each backing file, top first.
+        public var chain: [QemuImage.ChainLink]? = nil
+        /// The image file's own size, where it differs from the disk's (a qcow2's container).
+        public var fileSize: UInt64? = nil
+
+        /// The format a restore writes by default: the container's for a container, else raw.
+        public var restoredFormat: ImageFormat { contents == .container ? (format ?? .raw) : .raw }
     }
 
     public struct Stats: Codable, Sendable, Equatable {

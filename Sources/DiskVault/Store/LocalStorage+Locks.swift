@@ -31,8 +31,16 @@ extension LocalStorage {
         do throws(DiskVaultError) {
             // Written in place, not through a temporary file: a record cut short by a crash reads as unreadable and
             // is cleaned up like a dead holder's, and nothing else is ever left behind.
-            let out = try FileDescriptor(path: path(key), flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600, doing: "cannot record lock holder")
+            // Registered before it exists: a SIGTERM between the create and the registration would leave the
+            // record behind. The name is this process's own (pid, random), so removing it early harms no one.
             let cleanup = InterruptCleanup.register(path(key))
+            let out: FileDescriptor
+            do {
+                out = try FileDescriptor(path: path(key), flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600, doing: "cannot record lock holder")
+            } catch {
+                cleanup.cancel()
+                throw error
+            }
             do {
                 try record.withBytes { (b) throws(DiskVaultError) in try out.writeAll([b]) }
                 try out.close()

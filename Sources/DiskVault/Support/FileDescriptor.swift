@@ -34,6 +34,21 @@ public final class FileDescriptor: @unchecked Sendable {
         }
     }
 
+    public enum ExclusiveProbe: Sendable { case free, busy }
+
+    /// Whether the block device at `path` can be opened with O_EXCL, which the kernel refuses (EBUSY) while it
+    /// is mounted, a device-mapper or md target sits on it, or another process holds it exclusively. Any other
+    /// failure counts as free: the ordinary open reports it. The corresponding C function is `open`.
+    public static func probeExclusive(_ path: String) -> ExclusiveProbe {
+        switch retryingEINTR({ open(path, O_RDONLY | O_CLOEXEC | dv_o_excl()) }) {
+        case .success(let fd):
+            Glibc.close(fd)
+            return .free
+        case .failure(EBUSY): return .busy
+        case .failure: return .free
+        }
+    }
+
     /// `path` opened again for writing with O_DIRECT, or nil where the file system does not take direct I/O
     /// (or the file cannot be opened again: the caller then writes through its buffered descriptor).
     public static func openDirect(_ path: String) -> FileDescriptor? {
@@ -62,6 +77,8 @@ public final class FileDescriptor: @unchecked Sendable {
         /// Which file this is: st_dev and st_ino.
         public var device: UInt64 = 0
         public var inode: UInt64 = 0
+        /// st_mtim, in nanoseconds since the epoch.
+        public var modified: Int64 = 0
         public var isRegular: Bool { mode & S_IFMT == S_IFREG }
         public var isBlockDevice: Bool { mode & S_IFMT == S_IFBLK }
         public var isDirectory: Bool { mode & S_IFMT == S_IFDIR }
@@ -72,7 +89,8 @@ public final class FileDescriptor: @unchecked Sendable {
         var st = stat()
         _ = try sys("fstat", path: path, "cannot stat") { fstat(fd, &st) }
         return Status(size: UInt64(st.st_size), mode: st.st_mode, allocatedBytes: UInt64(st.st_blocks) * 512,
-                      device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+                      device: UInt64(st.st_dev), inode: UInt64(st.st_ino),
+                      modified: Int64(st.st_mtim.tv_sec) &* 1_000_000_000 &+ Int64(st.st_mtim.tv_nsec))
     }
 
     /// Reads up to `count` bytes at `offset`, looping over short reads; fewer only at end of file.
@@ -179,6 +197,26 @@ public final class FileDescriptor: @unchecked Sendable {
         case .failure(EWOULDBLOCK): return false
         case .failure(let e): throw DiskVaultError.system("flock", e, path: path, doing: "cannot lock")
         }
+    }
+
+    /// Takes an open-file-description lock on `length` bytes at `start` without waiting (shared: a read lock);
+    /// false when another open file holds a conflicting one. It ends when this file is closed. The
+    /// corresponding C call is `fcntl(F_OFD_SETLK)`.
+    public func tryByteLock(start: UInt64, length: UInt64, shared: Bool) throws(DiskVaultError) -> Bool {
+        switch retryingEINTR({ dv_ofd_lock(fd, shared ? 1 : 0, Int64(start), Int64(length)) }) {
+        case .success: return true
+        case .failure(EAGAIN), .failure(EACCES): return false
+        case .failure(let e): throw DiskVaultError.system("fcntl(F_OFD_SETLK)", e, path: path, doing: "cannot lock")
+        }
+    }
+
+    /// Whether another open file holds a lock on the bytes that conflicts with a lock of this kind (exclusive:
+    /// a write lock, which any lock conflicts with). The corresponding C call is `fcntl(F_OFD_GETLK)`.
+    public func byteLockHeld(start: UInt64, length: UInt64, exclusive: Bool) throws(DiskVaultError) -> Bool {
+        var held: Int32 = 0
+        let r = dv_ofd_conflict(fd, exclusive ? 1 : 0, Int64(start), Int64(length), &held)
+        if r < 0 { throw DiskVaultError.system("fcntl(F_OFD_GETLK)", errno, path: path, doing: "cannot test the locks of") }
+        return r == 1
     }
 
     /// Size of a block device. The corresponding C call is `ioctl(BLKGETSIZE64)`.

@@ -226,6 +226,21 @@ public enum FileSystem {
     }
 
     /// Which file `path` names now (st_dev, st_ino), following symbolic links. The corresponding C function is `stat`.
+    /// What the kernel lists as holding the block device at `path` (/sys/dev/block/MAJ:MIN/holders: dm-0, md1…),
+    /// with a device-mapper holder's name where it has one; empty when none or unknown.
+    public static func blockDeviceHolders(_ path: String) -> [String] {
+        var st = stat()
+        guard fstatat(AT_FDCWD, path, &st, 0) == 0, st.st_mode & S_IFMT == S_IFBLK else { return [] }
+        let major = (UInt64(st.st_rdev) >> 8) & 0xfff | (UInt64(st.st_rdev) >> 32) & ~0xfff
+        let minor = UInt64(st.st_rdev) & 0xff | (UInt64(st.st_rdev) >> 12) & ~0xff
+        let dir = "/sys/dev/block/\(major):\(minor)/holders"
+        guard let names = try? list(dir) else { return [] }
+        return names.sorted().map { name in
+            let dm = (try? readFile("/sys/class/block/\(name)/dm/name", limit: 256)).map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+            return dm.map { "\(name) (\($0))" } ?? name
+        }
+    }
+
     public static func identity(of path: String) throws(DiskVaultError) -> (device: UInt64, inode: UInt64) {
         var st = stat()
         _ = try sys("stat", path: path, "cannot stat") { stat(path, &st) }

@@ -38,3 +38,69 @@ public enum ProcessLiveness {
         return now == startTicks
     }
 }
+
+/// A program this process runs and waits for (qemu-img): its output captured up to a bound, its exit status.
+public enum ExternalCommand {
+    public struct Result: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    /// The path of `name` on PATH, or nil.
+    public static func find(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        let dirs: [String] = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"]
+        for dir in dirs {
+            let p = "\(dir)/\(name)"
+            if access(p, X_OK) == 0 { return p }
+        }
+        return nil
+    }
+
+    /// The path of `name`, or an error saying which package provides it and what it is needed for.
+    public static func require(_ name: String, package: String, for purpose: String) throws(DiskVaultError) -> String {
+        guard let p = find(name) else {
+            throw DiskVaultError(.unsupported, "\(name) is not installed (Debian package \(package)); it is needed to \(purpose)")
+        }
+        return p
+    }
+
+    /// Runs `argv` with standard input closed, keeping at most `limit` bytes of each output stream.
+    public static func run(_ argv: [String], limit: Int = 1 << 20) throws(DiskVaultError) -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: argv[0])
+        process.arguments = Array(argv.dropFirst())
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+        do {
+            try process.run()
+        } catch {
+            throw DiskVaultError(.io, "cannot run \(argv[0]): \(error)")
+        }
+        // Both streams are drained at once, so that a full pipe never stalls the program.
+        nonisolated(unsafe) var errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            errData = drain(err.fileHandleForReading, limit: limit)
+            group.leave()
+        }
+        let outData = drain(out.fileHandleForReading, limit: limit)
+        group.wait()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    private static func drain(_ handle: FileHandle, limit: Int) -> Data {
+        var kept = Data()
+        while true {
+            let piece = handle.availableData
+            if piece.isEmpty { return kept }
+            if kept.count < limit { kept.append(piece.prefix(limit - kept.count)) }
+        }
+    }
+}

@@ -94,10 +94,10 @@ enum Tool {
             stderr: String(decoding: errData.get(), as: UTF8.self))
     }
 
-    /// Starts diskvault in the background with its output discarded.
-    static func start(_ arguments: [String]) throws -> Process {
+    /// Starts diskvault (or `executable`) in the background with its output discarded.
+    static func start(_ arguments: [String], executable: String? = nil) throws -> Process {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: diskvault)
+        process.executableURL = URL(fileURLWithPath: try executable.map { try which($0) } ?? diskvault)
         process.arguments = arguments
         process.environment = childEnvironment()
         process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
