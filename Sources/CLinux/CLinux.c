@@ -79,23 +79,24 @@ void dv_cleanup_install(void) {
 }
 int dv_o_direct(void) { return O_DIRECT; }
 
-int dv_ofd_lock(int fd, int shared, long long start, long long length) {
+/* An OFD lock request on `length` bytes at `start`; l_pid must be 0 for OFD locks. */
+static struct flock dv_byte_range(short type, long long start, long long length) {
     struct flock fl;
     memset(&fl, 0, sizeof fl);
-    fl.l_type = shared ? F_RDLCK : F_WRLCK;
+    fl.l_type = type;
     fl.l_whence = SEEK_SET;
     fl.l_start = start;
     fl.l_len = length;
+    return fl;
+}
+
+int dv_ofd_lock(int fd, int shared, long long start, long long length) {
+    struct flock fl = dv_byte_range(shared ? F_RDLCK : F_WRLCK, start, length);
     return fcntl(fd, F_OFD_SETLK, &fl);
 }
 
 int dv_ofd_conflict(int fd, int exclusive, long long start, long long length, int *held) {
-    struct flock fl;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = exclusive ? F_WRLCK : F_RDLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = start;
-    fl.l_len = length;
+    struct flock fl = dv_byte_range(exclusive ? F_WRLCK : F_RDLCK, start, length);
     if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return -1;
     if (fl.l_type == F_UNLCK) return 0;
     *held = fl.l_type == F_WRLCK ? 1 : 0;

@@ -73,13 +73,7 @@ struct BackupCommand: ParsableCommand {
         if let source, !ImageSource.isNBDURI(source) {
             throw DiskVaultError(.usage, "--source \(source) is not an NBD URI (nbd://…, nbds://…, nbd+unix:///…?socket=…)")
         }
-        var forced: ImageFormat? = nil
-        if let format {
-            guard let f = ImageFormat(rawValue: format) else {
-                throw DiskVaultError(.usage, "--format \(format) is not one of \(ImageFormat.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            forced = f
-        }
+        let forced = try format.map { (value) throws(DiskVaultError) in try ImageFormat.parse(option: value) }
         let source = try ImageSource.open(image ?? self.source!, format: forced, inUse: allowLive ? .allow : .refuse)
         // One backup of a disk at a time; backups share the vault with each other, not with gc.
         let backup = Backup(vault: vault, source: source, options: options)

@@ -29,13 +29,7 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         let declared = try declareEncrypted.map { try LayoutReader.Declaration(parsing: $0) } ?? .init()
-        var forced: ImageFormat? = nil
-        if let format {
-            guard let f = ImageFormat(rawValue: format) else {
-                throw DiskVaultError(.usage, "--format \(format) is not one of \(ImageFormat.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            forced = f
-        }
+        let forced = try format.map { (value) throws(DiskVaultError) in try ImageFormat.parse(option: value) }
         let source = try ImageSource.open(image, format: forced)
         var layout = try LayoutReader.read(source: source, declared: declared, strict: true)
         layout.format = source.format == .raw ? nil : source.format

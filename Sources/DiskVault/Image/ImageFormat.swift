@@ -15,8 +15,13 @@ public enum ImageFormat: String, Codable, Sendable, CaseIterable {
         return .raw
     }
 
-    /// The name libvirt gives the format in `<driver type='…'/>`.
-    public var libvirtType: String { rawValue }
+    /// The format an option names (`--format qcow2`), or a usage error listing the names.
+    public static func parse(option value: String) throws(DiskVaultError) -> ImageFormat {
+        guard let f = ImageFormat(rawValue: value) else {
+            throw DiskVaultError(.usage, "--format \(value) is not one of \(allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return f
+    }
 }
 
 /// What a qcow2 header says that a backup must know before it reads the image: how it is encrypted (qemu's

@@ -125,21 +125,19 @@ public final class ImageSource: @unchecked Sendable {
     /// Takes qemu's read locks on `file` for the whole read, then checks that no writer has it: refused, or
     /// read anyway as crash-consistent (then no lock is taken, so as not to stand in the VM's way).
     static func holdQemuLocks(_ file: FileDescriptor, path: String, inUse: InUse) throws(DiskVaultError) -> Consistency {
-        if try file.byteLockHeld(start: qemuHoldsWrite, length: 1, exclusive: true) {
+        func writerHolds() throws(DiskVaultError) -> Bool {
+            guard try file.byteLockHeld(start: qemuHoldsWrite, length: 1, exclusive: true) else { return false }
             guard inUse == .allow else { throw DiskVaultError(.locked, inUseMessage(path), path: path) }
-            return .crashConsistent
+            return true
         }
+        if try writerHolds() { return .crashConsistent }
         for byte in qemuReadLocks {
             guard try file.tryByteLock(start: byte, length: 1, shared: true) else {
                 throw DiskVaultError(.locked, "is locked by another process (byte \(byte) of qemu's image locks); nothing was written", path: path)
             }
         }
         // A writer that opened it between the check and the locks holds byte 101 now.
-        if try file.byteLockHeld(start: qemuHoldsWrite, length: 1, exclusive: true) {
-            guard inUse == .allow else { throw DiskVaultError(.locked, inUseMessage(path), path: path) }
-            return .crashConsistent
-        }
-        return .cold
+        return try writerHolds() ? .crashConsistent : .cold
     }
 
     /// A block device some kernel user holds (mounted, a device-mapper or md target on it, another exclusive
