@@ -58,14 +58,35 @@ void dv_cleanup_unregister(int slot) {
     free(p);
 }
 
-/* Only async-signal-safe calls: unlink, signal, raise. */
-static void dv_cleanup_handler(int sig) {
+/* While deferred, the first signal is only recorded (the run unwinds and tears down what it set up in another
+   process, then calls dv_cleanup_raise_pending); a second one acts at once. */
+static volatile sig_atomic_t dv_defer_depth = 0;
+static volatile sig_atomic_t dv_pending_signal = 0;
+
+void dv_cleanup_defer(int on) { dv_defer_depth += on ? 1 : -1; }
+int dv_cleanup_pending(void) { return dv_pending_signal; }
+
+static void dv_cleanup_act(int sig) {
     for (int i = 0; i < DV_CLEANUP_SLOTS; i++) {
         char *p = dv_cleanup_paths[i];
         if (p) unlink(p);
     }
     signal(sig, SIG_DFL);
     raise(sig);
+}
+
+/* Only async-signal-safe calls: unlink, signal, raise. */
+static void dv_cleanup_handler(int sig) {
+    if (dv_defer_depth > 0 && dv_pending_signal == 0) {
+        dv_pending_signal = sig;
+        return;
+    }
+    dv_cleanup_act(sig);
+}
+
+void dv_cleanup_raise_pending(void) {
+    int sig = dv_pending_signal;
+    if (sig != 0 && dv_defer_depth == 0) dv_cleanup_act(sig);
 }
 
 void dv_cleanup_install(void) {
@@ -104,3 +125,27 @@ int dv_ofd_conflict(int fd, int exclusive, long long start, long long length, in
 }
 
 int dv_o_excl(void) { return O_EXCL; }
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+int dv_unix_connect(const char *path) {
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof addr.sun_path) { errno = ENAMETOOLONG; return -1; }
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int r;
+    do { r = connect(fd, (struct sockaddr *)&addr, sizeof addr); } while (r != 0 && errno == EINTR);
+    if (r != 0) { int e = errno; close(fd); errno = e; return -1; }
+    return fd;
+}
+
+int dv_peer_pid(int fd) {
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
+    return cred.pid;
+}

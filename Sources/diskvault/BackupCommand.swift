@@ -16,6 +16,14 @@ struct BackupCommand: ParsableCommand {
               diskvault backup vm.qcow2 --vault /backup/v --disk web
               diskvault backup --source nbd+unix:///img?socket=/run/exp.sock --vault /backup/v --disk web
               diskvault backup /dev/vg0/db --vault /backup/v --disk db --keyvault kv --principal ops --credential ops.cred
+              diskvault backup --qmp /run/vm/web.qmp --drive vda --vault /backup/v --disk web \\
+                  --freeze 'virsh domfsfreeze web' --thaw 'virsh domfsthaw web'
+
+            A running VM (--qmp) is read through qemu as of one instant: a fleecing job holds the disk as it was when \
+            the backup started while the guest goes on writing. After its first point, a disk is read incrementally: \
+            only what qemu's dirty bitmap says the guest wrote since the previous point is read; the rest is taken \
+            from that point. A full read is made when the bitmap cannot be trusted (qemu restarted, the disk \
+            resized), with --full-read, and every --full-read-every points.
             """
     )
 
@@ -47,6 +55,11 @@ struct BackupCommand: ParsableCommand {
     @Flag(name: .long, help: "Back up an encrypted disk without backing up its keys (recorded in the point).")
     var withoutKeys = false
 
+    @OptionGroup var live: LiveOptions
+
+    @Option(name: .long, help: ArgumentHelp("With --qmp: the drive to back up (its node name, its device's QOM path, or its qdev id).", valueName: "drive"))
+    var drive: String?
+
     @OptionGroup var threads: ThreadOptions
     @OptionGroup var lock: LockOptions
     @OptionGroup var output: OutputOptions
@@ -67,6 +80,27 @@ struct BackupCommand: ParsableCommand {
         options.withoutKeys = withoutKeys
         if let declareEncrypted { options.declared = try LayoutReader.Declaration(parsing: declareEncrypted) }
         let vault = try vaultOptions.open()
+        if let qmp = live.qmp {
+            guard image == nil && source == nil && format == nil && !allowLive else {
+                throw DiskVaultError(.usage, "--qmp reads the drive through qemu: give no image, --source, --format or --allow-live with it")
+            }
+            guard let drive else { throw DiskVaultError(.usage, "--qmp needs --drive (a node name, QOM path or qdev id of the VM's drive)") }
+            let backup = LiveBackup(vault: vault, options: try live.options(qmp: qmp, drives: [(disk, drive)], base: options))
+            let manifests = try withProgress("backup \(disk)") { progress in
+                backup.observer = progress
+                return try backup.run(lock.control)
+            }
+            for w in backup.warnings { Terminal.warning(w) }
+            if output.json {
+                printJSON(manifests[0])
+                return
+            }
+            for n in backup.notes { print(n) }
+            printSummary(manifests[0])
+            return
+        }
+        guard drive == nil else { throw DiskVaultError(.usage, "--drive goes with --qmp") }
+        try live.checkUnused()
         guard (image == nil) != (source == nil) else {
             throw DiskVaultError(.usage, "give the image to back up, or --source URI (one of them)")
         }
@@ -85,11 +119,17 @@ struct BackupCommand: ParsableCommand {
             printJSON(manifest)
             return
         }
+        printSummary(manifest)
+    }
+}
+
+/// What a backup prints of its point.
+func printSummary(_ manifest: Manifest) {
         let s = manifest.stats
         print("""
             recovery point \(manifest.id) of disk \(manifest.disk)
               source   \(manifest.source.path) (\(manifest.source.kind.rawValue)\(formatSummary(manifest.source)), \(ByteCount.format(manifest.source.size)))
-              taken    \(manifest.consistency?.rawValue ?? "cold")
+              taken    \(manifest.consistency?.rawValue ?? "cold")\(liveSummary(manifest))
               read     \(ByteCount.format(s.readBytes)) in \(seconds(s.seconds)) (\(rate(manifest.source.size, s.seconds))), holes skipped \(ByteCount.format(s.holeBytes))
               chunks   \(s.chunks): \(s.newChunks) new, \(s.reusedChunks) already in the vault, \(s.zeroChunks) zero
               stored   \(ByteCount.format(s.storedBytes)) for \(ByteCount.format(s.newBytes)) of new data (\(s.compressedChunks) chunks compressed)
@@ -108,6 +148,45 @@ struct BackupCommand: ParsableCommand {
             }
         }
         if manifest.keyBackupWaived == true { Terminal.warning("encrypted disk backed up without its keys (--without-keys)") }
+}
+
+/// How a backup reads a running VM through qemu's QMP.
+struct LiveOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Back up a running VM through its QMP socket (qemu -qmp unix:PATH,server=on,wait=off).", valueName: "socket"))
+    var qmp: String?
+
+    @Flag(name: .long, help: "With --qmp: read every chunk, even where qemu's dirty bitmap says nothing changed.")
+    var fullRead = false
+
+    @Option(name: .long, help: ArgumentHelp("With --qmp: a full read every N points (default 7).", valueName: "n"))
+    var fullReadEvery: Int?
+
+    @Option(name: .long, help: ArgumentHelp("With --qmp: a command run just before the point in time (freeze the guest's file systems); the point is application-consistent when it succeeds.", valueName: "command"))
+    var freeze: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --qmp: a command run just after the point in time (thaw the guest), always run when --freeze ran.", valueName: "command"))
+    var thaw: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --qmp: a folder qemu can write, for the fleecing overlay and the NBD socket (default $TMPDIR or /var/tmp).", valueName: "dir"))
+    var scratch: String?
+
+    func options(qmp: String, drives: [(disk: String, drive: String)], base: BackupOptions) throws -> LiveBackupOptions {
+        var o = LiveBackupOptions(qmp: FileSystem.absolutePath(qmp), drives: drives, base: base,
+                                  scratch: FileSystem.absolutePath(scratch ?? LiveBackupOptions.defaultScratch))
+        o.fullRead = fullRead
+        if let fullReadEvery {
+            guard fullReadEvery >= 1 else { throw DiskVaultError(.usage, "--full-read-every must be at least 1") }
+            o.fullReadEvery = fullReadEvery
+        }
+        o.freeze = freeze
+        o.thaw = thaw
+        return o
+    }
+
+    func checkUnused() throws {
+        guard !fullRead && fullReadEvery == nil && freeze == nil && thaw == nil && scratch == nil else {
+            throw DiskVaultError(.usage, "--full-read, --full-read-every, --freeze, --thaw and --scratch go with --qmp")
+        }
     }
 }
 
@@ -115,4 +194,13 @@ struct BackupCommand: ParsableCommand {
 func formatSummary(_ s: Manifest.Source) -> String {
     guard let f = s.format, f != .raw else { return "" }
     return s.contents == .container ? ", \(f.rawValue) container of \(ByteCount.format(s.fileSize ?? s.size))" : ", \(f.rawValue)"
+}
+
+/// For a running VM's point: how it was read (incremental, or full and why).
+func liveSummary(_ m: Manifest) -> String {
+    guard let live = m.live else { return "" }
+    let read = live.read == .incremental
+        ? "; incremental: \(ByteCount.format(m.stats.unchangedBytes ?? 0)) unchanged per qemu's dirty bitmap, not read"
+        : "; full read (\(live.reason ?? "asked"))"
+    return read
 }

@@ -26,6 +26,13 @@ int dv_o_direct(void);
 int dv_cleanup_register(const char *path);
 void dv_cleanup_unregister(int slot);
 void dv_cleanup_install(void);
+/// While deferral is on (calls nest), the first SIGINT/SIGTERM/SIGHUP is only recorded, for the run to unwind
+/// and tear down what it set up elsewhere (a qemu's backup job); a second one acts at once.
+void dv_cleanup_defer(int on);
+/// The signal recorded while deferred, or 0.
+int dv_cleanup_pending(void);
+/// Once deferral is off: acts on the recorded signal (removes the registered paths, dies of it); else returns.
+void dv_cleanup_raise_pending(void);
 /// Takes an open-file-description lock (F_OFD_SETLK, no wait) on `length` bytes at `start`: shared (read) or
 /// exclusive (write). 0, or -1 with errno (EAGAIN: a conflicting lock is held).
 int dv_ofd_lock(int fd, int shared, long long start, long long length);
@@ -36,4 +43,9 @@ int dv_ofd_conflict(int fd, int exclusive, long long start, long long length, in
 /// O_EXCL for a block device: fails with EBUSY when it is mounted, a device-mapper target or another O_EXCL
 /// opener holds it.
 int dv_o_excl(void);
+/// A connected AF_UNIX stream socket to `path` (close-on-exec), or -1 with errno (ENAMETOOLONG: the path does
+/// not fit a socket address).
+int dv_unix_connect(const char *path);
+/// The pid of the process at the other end of a unix socket (SO_PEERCRED), or -1.
+int dv_peer_pid(int fd);
 #endif

@@ -15,6 +15,10 @@ public struct BackupOptions: Sendable {
     public var keyVault: KeyVaultAccess?
     /// Back up an encrypted disk without its keys (a deliberate choice, recorded in the manifest).
     public var withoutKeys = false
+    /// A running VM's drive read through qemu: what the manifest records of it (its dirty bitmap).
+    var live: Manifest.Live?
+    /// The VM point this disk point belongs to.
+    var vm: Manifest.VMRef?
 
     public init(disk: String, retainUntil: Date? = nil) {
         self.disk = disk
@@ -32,9 +36,17 @@ public final class Backup {
     let vault: Vault
     let source: ImageSource
     let options: BackupOptions
+    /// Which chunks changed since the previous point (a running VM's dirty bitmap): the others are taken from
+    /// the previous point's index unread. Nil: every chunk is read and hashed.
+    var changes: DirtyBitmapPlan?
+    /// Runs after the last chunk is read and before the point is committed (a live backup checks that qemu's
+    /// fleecing job held the point in time throughout); an error stops the commit.
+    var beforeCommit: (() throws(DiskVaultError) -> Void)?
     public weak var observer: (any ProgressObserver)?
     /// What the run found worth a warning without failing: damaged earlier points it skipped.
     public private(set) var warnings: [String] = []
+    /// The live record with the read turned full, when the change map could not be used.
+    private var fullReadNote: Manifest.Live?
 
     public init(vault: Vault, source: ImageSource, options: BackupOptions) {
         self.vault = vault
@@ -47,12 +59,15 @@ public final class Backup {
         case holes(count: Int, last: Int)
         /// A chunk read, with the digest the previous point had at the same place (nil: none).
         case data(ByteBuffer, Int, readBytes: Int, mayCompress: Bool, previous: Digest256?)
+        /// A chunk the change map says is as it was at the previous point: its digest there, never read.
+        case unchanged(Digest256, length: Int)
     }
 
     enum Output {
         case holes(count: Int, last: Int)
         case zero(length: Int, hole: Int)
         case chunk(Digest256, length: Int, readBytes: Int, stored: ChunkStore.StoreOutcome?)
+        case unchanged(Digest256, length: Int)
     }
 
     /// Runs the backup as a recorded job under its disk's lock and the vault's shared lock.
@@ -62,17 +77,22 @@ public final class Backup {
 
     func run(_ control: JobControl, holding: [VaultLock.Kind]) throws(DiskVaultError) -> Manifest {
         try Job.run(vault, kind: .backup, disk: options.disk, control: control, holding: holding) { (outcome) throws(DiskVaultError) in
-            let manifest = try runUnlocked()
-            for w in warnings { control.notice(w) }
-            outcome.bytes = manifest.source.size
-            outcome.point = manifest.id
-            outcome.warnings = warnings + (manifest.layout?.warnings ?? [])
-                + (manifest.keyBackupWaived == true ? ["backed up without its keys"] : [])
-            return manifest
+            try runInJob(control, outcome: &outcome)
         }
     }
 
-    private func runUnlocked() throws(DiskVaultError) -> Manifest {
+    /// Runs the backup inside a job the caller holds (its locks taken), reporting to `outcome`.
+    func runInJob(_ control: JobControl, outcome: inout JobOutcome) throws(DiskVaultError) -> Manifest {
+        let manifest = try runUnlocked()
+        for w in warnings { control.notice(w) }
+        outcome.bytes = manifest.source.size
+        outcome.point = manifest.id
+        outcome.warnings = warnings + (manifest.layout?.warnings ?? [])
+            + (manifest.keyBackupWaived == true ? ["backed up without its keys"] : [])
+        return manifest
+    }
+
+    func runUnlocked() throws(DiskVaultError) -> Manifest {
         do {
             return try perform()
         } catch where error.code == .noSpace {
@@ -129,6 +149,18 @@ public final class Backup {
         // It is checked whole first: a damaged previous index only costs the hints (every chunk is then looked
         // up), it never stops the disk's backups.
         if let previous { previousIndex = try? vault.checkedIndex(of: previous) }
+        // Chunks the change map calls unchanged come from the previous index: without a sound one of the same
+        // size, every chunk is read.
+        if changes != nil {
+            if previousIndex == nil || previous?.manifest.source.size != source.size || previous?.manifest.chunkSize != chunkSize {
+                changes = nil
+                var live = options.live
+                live?.read = .full
+                live?.reason = "the previous point's index could not be read, or its disk had another size"
+                warnings.append("disk \(options.disk): \(live?.reason ?? ""): every chunk is read")
+                fullReadNote = live
+            }
+        }
         // Chunks verify found missing or damaged: never trusted from an index or a `head`, stored again.
         let damaged = try vault.damagedChunks()
         let healed = Mutex(Set<Digest256>())
@@ -168,6 +200,8 @@ public final class Backup {
                         switch item {
                         case .holes(let count, let last):
                             return .holes(count: count, last: last)
+                        case .unchanged(let digest, let length):
+                            return .unchanged(digest, length: length)
                         case .data(let buffer, let n, let readBytes, let mayCompress, let previous):
                             defer { pool.give(buffer) }
                             let bytes = UnsafeRawBufferPointer(BlobCodec.chunkArea(of: buffer, length: n))
@@ -209,6 +243,16 @@ public final class Backup {
                         stats.chunks += count
                         observer?.progress(done: imageSize, total: total)
                         return
+                    case .unchanged(let digest, let n):
+                        if digest == .zero {
+                            try indexWriter.appendZeros(1)
+                            stats.zeroChunks += 1
+                        } else {
+                            try indexWriter.append(digest)
+                            stats.reusedChunks += 1
+                        }
+                        stats.unchangedBytes = (stats.unchangedBytes ?? 0) + UInt64(n)
+                        imageSize += UInt64(n)
                     case .zero(let n, let hole):
                         try indexWriter.appendZeros(1)
                         stats.zeroChunks += 1
@@ -274,6 +318,9 @@ public final class Backup {
             stats: stats)
         manifest.sequence = (previous?.manifest.sequence ?? earlier.count) + 1
         manifest.consistency = source.consistency
+        manifest.live = fullReadNote ?? options.live
+        manifest.vm = options.vm
+        try beforeCommit?()
         try vault.commit(manifest, index: indexObject, extras: keyBackup.map { [$0.0.blob: $0.1] } ?? [:])
         // A stale entry would only make the next backup store the chunk once more: not worth failing a committed point.
         let stored = healed.withLock { $0 }
@@ -322,6 +369,8 @@ public final class Backup {
             }
         }
         var plan = source.makeReadPlan()
+        var changes = self.changes
+        let damaged = changes == nil ? [] : try vault.damagedChunks()
         var offset: UInt64 = 0
         var holes = 0, lastHole = 0
         func flushHoles() throws {
@@ -329,7 +378,16 @@ public final class Backup {
             holes = 0
         }
         while offset < size {
+            try InterruptCleanup.checkInterrupted()
             let length = Int(min(UInt64(chunkSize), size - offset))
+            let chunkNumber = Int(offset / UInt64(chunkSize))
+            if changes != nil, let before = try previous?.digest(atChunk: chunkNumber), !damaged.contains(before),
+               try !changes!.isChanged(offset..<offset + UInt64(length)) {
+                try flushHoles()
+                try emit(.unchanged(before, length: length))
+                offset += UInt64(length)
+                continue
+            }
             let ranges = try plan.dataRanges(in: offset..<offset + UInt64(length))
             if ranges.isEmpty {
                 holes += 1

@@ -11,6 +11,8 @@ public final class ImageSource: @unchecked Sendable {
         case blockDevice = "block-device"
         case stream
         case nbd
+        /// A drive of a running VM, read through qemu at one instant.
+        case runningVM = "running-vm"
     }
 
     /// What a point of the source holds: the disk as a VM sees it, or (a qcow2 that qemu encrypts) the image
@@ -52,6 +54,11 @@ public final class ImageSource: @unchecked Sendable {
         case cold
         /// Read while a writer may have changed it: what a power cut would have left.
         case crashConsistent = "crash-consistent"
+        /// A running VM's disk as of one instant (qemu's fleecing): what a power cut at that instant would have
+        /// left, and every disk of the VM as of the same instant.
+        case liveConsistent = "live-consistent"
+        /// As live-consistent, with the guest's file systems frozen at that instant (the freeze hook succeeded).
+        case applicationConsistent = "application-consistent"
     }
 
     init(path: String, kind: Kind, size: UInt64?, file: FileDescriptor?, bytes: (any ImageBytes)? = nil, nbd: NBDClient? = nil,
@@ -350,5 +357,40 @@ struct SparseReadPlan: ReadPlan {
             extent = start..<max(start + 1, try file.nextHole(from: start))
         }
         return out
+    }
+}
+
+/// Which chunks a running VM's guest wrote since the previous point, from qemu's frozen dirty bitmap exported
+/// with the point in time (`qemu:dirty-bitmap:NAME`), asked ahead like `ExtentReadPlan`.
+struct DirtyBitmapPlan {
+    let client: NBDClient
+    let context: String
+    private var known: [NBDClient.Extent] = []
+    private var next = 0
+    static let lookahead: UInt64 = 1 << 30
+
+    init(client: NBDClient, bitmap: String) {
+        self.client = client
+        self.context = "qemu:dirty-bitmap:\(bitmap)"
+    }
+
+    /// Whether any byte of `range` is dirty; ranges are asked for in ascending order.
+    mutating func isChanged(_ range: Range<UInt64>) throws(DiskVaultError) -> Bool {
+        var pos = range.lowerBound
+        while pos < range.upperBound {
+            while next < known.count && known[next].range.upperBound <= pos { next += 1 }
+            if next == known.count || known[next].range.lowerBound > pos {
+                guard pos < client.size else { return false }
+                known = try client.dirtyExtents(in: pos..<min(client.size, max(range.upperBound, pos + Self.lookahead)), context: context)
+                next = 0
+                guard let first = known.first, first.range.lowerBound == pos else {
+                    throw DiskVaultError(.io, "NBD export \(client.name): the dirty bitmap's status at byte \(pos) began elsewhere")
+                }
+                continue
+            }
+            if known[next].zero { return true }
+            pos = known[next].range.upperBound
+        }
+        return false
     }
 }

@@ -65,9 +65,11 @@ public final class NBDClient: ImageBytes, ImageSink, @unchecked Sendable {
 
     deinit { close() }
 
-    /// The export at `uri` (nbd://HOST[:PORT]/NAME, nbd+unix:///NAME?socket=PATH, nbds://…).
-    public static func connect(uri: String, timeout: Int32 = defaultTimeout) throws(DiskVaultError) -> NBDClient {
+    /// The export at `uri` (nbd://HOST[:PORT]/NAME, nbd+unix:///NAME?socket=PATH, nbds://…); `contexts` are
+    /// meta contexts asked for beside `base:allocation` (a dirty bitmap qemu exports: `qemu:dirty-bitmap:NAME`).
+    public static func connect(uri: String, timeout: Int32 = defaultTimeout, contexts: [String] = []) throws(DiskVaultError) -> NBDClient {
         let h = try create(uri)
+        for c in contexts { _ = nbd_add_meta_context(h, c) }
         guard nbd_aio_connect_uri(h, uri) == 0 else {
             let e = error(uri, "cannot connect")
             nbd_close(h)
@@ -193,8 +195,16 @@ public final class NBDClient: ImageBytes, ImageSink, @unchecked Sendable {
         public var zero: Bool
     }
 
-    /// Collects one reply's extents: checks them against the request and merges neighbours alike.
+    /// Whether the server agreed to report the meta context `name`.
+    public func offers(context name: String) -> Bool {
+        handle.withLock { h in h.pointer.map { nbd_can_meta_context($0, name) == 1 } ?? false }
+    }
+
+    /// Collects one reply's extents of one meta context: checks them against the request and merges neighbours
+    /// alike. An extent is `zero` when its flags have `flag` (NBD_STATE_ZERO; NBD_STATE_DIRTY for a bitmap).
     private final class ExtentCollector {
+        let context: String
+        let flag: UInt32
         let start: UInt64
         let end: UInt64
         var extents: [Extent] = []
@@ -202,14 +212,16 @@ public final class NBDClient: ImageBytes, ImageSink, @unchecked Sendable {
         var problem: String?
         var count = 0
 
-        init(start: UInt64, end: UInt64) {
+        init(context: String, flag: UInt32, start: UInt64, end: UInt64) {
+            self.context = context
+            self.flag = flag
             self.start = start
             self.end = end
             position = start
         }
 
         func add(context: String, offset: UInt64, entries: UnsafeBufferPointer<UInt32>) {
-            guard context == LIBNBD_CONTEXT_BASE_ALLOCATION else { return }
+            guard context == self.context else { return }
             guard problem == nil else { return }
             guard offset == start else {
                 problem = "block status answered for byte \(offset), not the byte \(start) asked for"
@@ -230,7 +242,7 @@ public final class NBDClient: ImageBytes, ImageSink, @unchecked Sendable {
                 guard count < NBDClient.extentLimit else { return }
                 count += 1
                 let stop = min(end, position + length)
-                let zero = flags & UInt32(LIBNBD_STATE_ZERO) != 0
+                let zero = flags & flag != 0
                 if let last = extents.last, last.zero == zero, last.range.upperBound == position {
                     extents[extents.count - 1].range = last.range.lowerBound..<stop
                 } else {
@@ -248,9 +260,26 @@ public final class NBDClient: ImageBytes, ImageSink, @unchecked Sendable {
         let end = min(range.upperBound, size)
         guard range.lowerBound < end else { return [] }
         guard reportsZeros else { return [Extent(range: range.lowerBound..<end, zero: false)] }
+        return try blockStatus(in: range.lowerBound..<end, context: LIBNBD_CONTEXT_BASE_ALLOCATION, flag: UInt32(LIBNBD_STATE_ZERO))
+    }
+
+    /// Which parts of `range` the dirty bitmap `context` (`qemu:dirty-bitmap:NAME`, asked for at connect) marks
+    /// dirty, front to back from one request: `zero` here means dirty. The extents may end before `range` does.
+    public func dirtyExtents(in range: Range<UInt64>, context: String) throws(DiskVaultError) -> [Extent] {
+        let end = min(range.upperBound, size)
+        guard range.lowerBound < end else { return [] }
+        guard offers(context: context) else {
+            throw DiskVaultError(.io, "NBD export \(name): the server does not offer \(context)")
+        }
+        // NBD_STATE_DIRTY is bit 0 of a dirty bitmap's flags.
+        return try blockStatus(in: range.lowerBound..<end, context: context, flag: 1)
+    }
+
+    private func blockStatus(in range: Range<UInt64>, context: String, flag: UInt32) throws(DiskVaultError) -> [Extent] {
+        let end = range.upperBound
         // One request covers at most 1 GiB: the protocol's lengths are 32 bits.
         let count = min(end - range.lowerBound, 1 << 30)
-        let collector = ExtentCollector(start: range.lowerBound, end: range.lowerBound + count)
+        let collector = ExtentCollector(context: context, flag: flag, start: range.lowerBound, end: range.lowerBound + count)
         let box = Unmanaged.passRetained(collector)
         defer { box.release() }
         let callback = nbd_extent_callback(

@@ -35,6 +35,41 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var sequence: Int? = nil
     /// How the source was held while it was read: cold, or crash-consistent (absent in points of older builds).
     public var consistency: ImageSource.Consistency? = nil
+    /// A running VM's drive read through qemu: which qemu, node and dirty bitmap, and how much was read.
+    public var live: Live? = nil
+    /// The VM point this disk point belongs to (a VM's disks backed up as one).
+    public var vm: VMRef? = nil
+
+    public struct VMRef: Codable, Sendable, Equatable {
+        public var name: String
+        public var point: String
+    }
+
+    /// What a live backup records, so that the next one can tell whether qemu's dirty bitmap covers every change
+    /// since this point: the same qemu process (pid and start time), the same node, the bitmap it left recording.
+    public struct Live: Codable, Sendable, Equatable {
+        public enum Read: String, Codable, Sendable {
+            /// Every chunk read and hashed.
+            case full
+            /// Only chunks qemu's dirty bitmap marked, the rest taken from the previous point.
+            case incremental
+        }
+        public var qmp: String
+        public var qemuPID: Int32
+        public var qemuStart: UInt64
+        public var node: String
+        public var device: String?
+        /// The bitmap that records the guest's writes since this point's instant.
+        public var bitmap: String
+        public var read: Read
+        /// Why the read was full (absent for an incremental read).
+        public var reason: String?
+        /// Incremental points since the last full read (0 for a full read).
+        public var sinceFullRead: Int
+        /// The exit statuses of the freeze and thaw hooks, when they ran.
+        public var freezeStatus: Int32?
+        public var thawStatus: Int32?
+    }
 
     /// No manifest is larger: a bigger file is damaged, never read whole.
     public static let maxSize = 16 << 20
@@ -94,6 +129,8 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var newBytes: UInt64 = 0
         public var reusedChunks: Int = 0
         public var compressedChunks: Int = 0
+        /// Bytes qemu's dirty bitmap said were unchanged: taken from the previous point, never read.
+        public var unchangedBytes: UInt64? = nil
         /// Blob bytes this backup added to the vault.
         public var storedBytes: UInt64 = 0
         public var seconds: Double = 0

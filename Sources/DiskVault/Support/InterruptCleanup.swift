@@ -13,4 +13,27 @@ public enum InterruptCleanup {
         let slot: Int32
         public func cancel() { dv_cleanup_unregister(slot) }
     }
+
+    /// Runs `body` with the first interruption deferred: it is recorded, `checkInterrupted` throws, and the run
+    /// unwinds through its teardown (a backup job in a running qemu is cancelled, its bitmaps put back); when
+    /// `body` has returned or thrown, the process dies of the signal as it would have. A second signal acts at once.
+    public static func deferring<T>(_ body: () throws(DiskVaultError) -> T) throws(DiskVaultError) -> T {
+        dv_cleanup_defer(1)
+        defer {
+            dv_cleanup_defer(0)
+            dv_cleanup_raise_pending()
+        }
+        return try body()
+    }
+
+    /// The signal recorded while deferred, or nil.
+    public static var pendingSignal: Int32? {
+        let s = dv_cleanup_pending()
+        return s == 0 ? nil : s
+    }
+
+    /// Throws when a deferred interruption is waiting.
+    public static func checkInterrupted() throws(DiskVaultError) {
+        if let s = pendingSignal { throw DiskVaultError(.interrupted, "interrupted (signal \(s)); nothing was committed") }
+    }
 }

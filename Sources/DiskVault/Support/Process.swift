@@ -95,6 +95,30 @@ public enum ExternalCommand {
                       stderr: String(decoding: errData, as: UTF8.self))
     }
 
+    /// Runs a hook (`/bin/sh -c command`, a freeze or thaw around a live backup) with `environment` added, its
+    /// output on this process's standard error; stopped (SIGTERM, then SIGKILL) after `timeout` seconds. Returns
+    /// its exit status: 128+N when a signal N ended it, 127 when it could not start.
+    public static func runHook(_ command: String, environment: [String: String], timeout: TimeInterval) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = FileHandle.standardError
+        process.standardError = FileHandle.standardError
+        process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+        do { try process.run() } catch { return 127 }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            process.terminate()
+            let grace = Date().addingTimeInterval(5)
+            while process.isRunning && Date() < grace { usleep(20_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        process.waitUntilExit()
+        return process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+    }
+
     private static func drain(_ handle: FileHandle, limit: Int) -> Data {
         var kept = Data()
         while true {
