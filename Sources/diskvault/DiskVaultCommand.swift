@@ -12,7 +12,7 @@ struct DiskVaultCommand: ParsableCommand {
         version: "0.1.0",
         subcommands: [VaultCommand.self, InspectCommand.self, BackupCommand.self, PointsCommand.self, RestoreCommand.self,
                       VerifyCommand.self, PruneCommand.self, GCCommand.self, JobsCommand.self, PolicyCommand.self,
-                      ProtectCommand.self, RunDueCommand.self, ScheduleCommand.self, KeyVaultCommand.self, KeysCommand.self,
+                      ProtectCommand.self, VMCommand.self, RunDueCommand.self, ScheduleCommand.self, KeyVaultCommand.self, KeysCommand.self,
                       RepairCommand.self]
     )
 }

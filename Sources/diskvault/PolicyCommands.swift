@@ -19,10 +19,15 @@ struct PolicyCommand: ParsableCommand {
         @Option(name: .long) var keepMonthly: Int?
         @Option(name: .long) var keepYearly: Int?
         @Flag(name: .long, help: "Replace an existing policy of this name.") var replace = false
+        @Option(name: .long, help: "Running VMs read incrementally: a full read every N points (default 7).") var fullReadEvery: Int?
 
         func run() throws {
-            let policy = try BackupPolicy.parse(name: name, schedule: schedule, timeZone: timeZone, keepLast: keepLast,
+            var policy = try BackupPolicy.parse(name: name, schedule: schedule, timeZone: timeZone, keepLast: keepLast,
                                                 keepDaily: keepDaily, keepWeekly: keepWeekly, keepMonthly: keepMonthly, keepYearly: keepYearly)
+            if let fullReadEvery {
+                guard fullReadEvery >= 1 else { throw DiskVaultError(.usage, "--full-read-every must be at least 1") }
+                policy.fullReadEvery = fullReadEvery
+            }
             try vaultOptions.open().savePolicy(policy, replacing: replace)
             print("policy \(policy.name): \(policy.schedule) (\(policy.timeZone)); keep \(policy.retention)")
         }
@@ -71,7 +76,9 @@ struct ProtectCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Protect a disk (or change how it is protected).")
         @OptionGroup var vaultOptions: VaultOptions
         @Option(name: .long) var disk: String
-        @Option(name: .long, help: "The image to back up: a file or a block device.") var source: String
+        @Option(name: .long, help: "The image to back up: a file or a block device.") var source: String?
+        @OptionGroup var live: LiveOptions
+        @Option(name: .long, help: ArgumentHelp("With --qmp: the VM's drive (node name, QOM path or qdev id).", valueName: "drive")) var drive: String?
         @Option(name: .long) var policy = "Default"
         @OptionGroup var keys: KeyVaultAccessOptions
         @Option(name: .long, help: "Volumes to treat as encrypted (disk, all, or 1,3).") var declareEncrypted: String?
@@ -80,12 +87,28 @@ struct ProtectCommand: ParsableCommand {
             try DiskName.validate(disk)
             let vault = try vaultOptions.open()
             let access = try keys.access()
-            let absolute = FileSystem.absolutePath(source)
-            try vault.protect(ProtectedDisk(
-                disk: disk, source: absolute, policy: policy,
+            let described: String
+            var liveSource: ProtectedDisk.LiveSource? = nil
+            if let qmp = live.qmp {
+                guard source == nil, let drive else { throw DiskVaultError(.usage, "--qmp goes with --drive, and without --source") }
+                guard !live.fullRead else { throw DiskVaultError(.usage, "--full-read is for one backup; a protected disk takes --full-read-every") }
+                let o = try live.options(qmp: qmp, drives: [(disk, drive)], base: BackupOptions(disk: disk))
+                liveSource = ProtectedDisk.LiveSource(qmp: o.qmp, drive: drive, scratch: live.scratch.map { _ in o.scratch },
+                                                      freeze: o.freeze, thaw: o.thaw, fullReadEvery: live.fullReadEvery)
+                described = "drive \(drive) of the VM at \(o.qmp)"
+            } else {
+                guard let source else { throw DiskVaultError(.usage, "give --source IMAGE, or --qmp SOCKET --drive DRIVE for a running VM") }
+                guard drive == nil else { throw DiskVaultError(.usage, "--drive goes with --qmp") }
+                try live.checkUnused()
+                described = FileSystem.absolutePath(source)
+            }
+            var protected = ProtectedDisk(
+                disk: disk, source: liveSource.map { "qmp:\($0.qmp)#\($0.drive)" } ?? described, policy: policy,
                 keyVault: access,
-                declareEncrypted: declareEncrypted, withoutKeys: withoutKeys ? true : nil, created: Timestamp.format(Clock.now())))
-            print("protecting disk \(disk): \(absolute) under policy \(policy)")
+                declareEncrypted: declareEncrypted, withoutKeys: withoutKeys ? true : nil, created: Timestamp.format(Clock.now()))
+            protected.live = liveSource
+            try vault.protect(protected)
+            print("protecting disk \(disk): \(described) under policy \(policy)")
         }
     }
 

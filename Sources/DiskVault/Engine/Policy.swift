@@ -15,6 +15,9 @@ public struct BackupPolicy: Codable, Sendable, Equatable {
     /// IANA time zone name the schedule's times and the retention's days, weeks, months and years are in.
     public let timeZone: String
     public let retention: Retention
+    /// For disks of running VMs read incrementally through qemu's dirty bitmaps: a full read (every chunk read
+    /// and hashed) every this many points (nil: the default, 7, weekly for daily backups).
+    public var fullReadEvery: Int? = nil
 
     /// A validated policy; throws `.usage` for a bad name, time, day, zone or count.
     public init(name: String, schedule: Schedule, timeZone: String = "UTC", retention: Retention = Retention()) throws(DiskVaultError) {
@@ -46,7 +49,7 @@ public struct BackupPolicy: Codable, Sendable, Equatable {
 
     // MARK: JSON
 
-    private enum CodingKeys: String, CodingKey { case version, name, schedule, timeZone, retention }
+    private enum CodingKeys: String, CodingKey { case version, name, schedule, timeZone, retention, fullReadEvery }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -59,6 +62,10 @@ public struct BackupPolicy: Codable, Sendable, Equatable {
             schedule: try c.decode(Schedule.self, forKey: .schedule),
             timeZone: try c.decodeIfPresent(String.self, forKey: .timeZone) ?? "UTC",
             retention: try c.decodeIfPresent(Retention.self, forKey: .retention) ?? Retention())
+        fullReadEvery = try c.decodeIfPresent(Int.self, forKey: .fullReadEvery)
+        if let n = fullReadEvery, n < 1 {
+            throw DiskVaultError(.corrupt, "policy \(name): fullReadEvery \(n) is not a positive count")
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -68,6 +75,7 @@ public struct BackupPolicy: Codable, Sendable, Equatable {
         try c.encode(schedule, forKey: .schedule)
         try c.encode(timeZone, forKey: .timeZone)
         try c.encode(retention, forKey: .retention)
+        try c.encodeIfPresent(fullReadEvery, forKey: .fullReadEvery)
     }
 
     /// The policy as the vault stores it: pretty JSON with sorted keys and a trailing newline.

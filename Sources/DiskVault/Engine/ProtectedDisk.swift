@@ -10,6 +10,26 @@ public struct ProtectedDisk: Codable, Sendable, Equatable {
     public var declareEncrypted: String?
     public var withoutKeys: Bool?
     public var created: String
+    /// A running VM's drive, backed up through qemu's QMP (then `source` only describes it).
+    public var live: LiveSource? = nil
+
+    public struct LiveSource: Codable, Sendable, Equatable {
+        public var qmp: String
+        public var drive: String
+        public var scratch: String?
+        public var freeze: String?
+        public var thaw: String?
+        public var fullReadEvery: Int?
+
+        public init(qmp: String, drive: String, scratch: String? = nil, freeze: String? = nil, thaw: String? = nil, fullReadEvery: Int? = nil) {
+            self.qmp = qmp
+            self.drive = drive
+            self.scratch = scratch
+            self.freeze = freeze
+            self.thaw = thaw
+            self.fullReadEvery = fullReadEvery
+        }
+    }
 
     public init(disk: String, source: String, policy: String, keyVault: KeyVaultAccess?, declareEncrypted: String?, withoutKeys: Bool?, created: String) {
         self.disk = disk

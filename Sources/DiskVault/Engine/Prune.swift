@@ -27,6 +27,20 @@ public enum Prune {
         try Job.run(vault, kind: .forget, disk: disk, control: control) { (outcome) throws(DiskVaultError) in
             outcome.point = point
             try vault.removePoint(disk: disk, id: point)
+            _ = try vault.removeEmptyVMPoints()
+        }
+    }
+
+    /// Removes a VM point: every disk point it lists, then its record (`vm forget`).
+    public static func forgetVM(_ vault: Vault, vm: String, point: String, control: JobControl = .init()) throws(DiskVaultError) -> VMPoint {
+        try Job.run(vault, kind: .forget, disk: nil, control: control) { (outcome) throws(DiskVaultError) in
+            let p = try vault.vmPoint(vm, id: point)
+            outcome.point = p.id
+            for m in p.disks where try vault.storage.list(RecoveryPoint.prefix(disk: m.disk)).contains(m.point) {
+                try vault.removePoint(disk: m.disk, id: m.point)
+            }
+            _ = try vault.removeEmptyVMPoints()
+            return p
         }
     }
 
@@ -34,11 +48,40 @@ public enum Prune {
         var reports: [DiskReport] = []
         let disks: [String]
         if let only { disks = [only] } else { disks = try vault.disks() }
-        for disk in disks {
+        // A VM's disks are pruned as a unit: a disk point is kept while its policy keeps any disk point of the
+        // same VM point, so a VM point never loses some of its disks. Every disk is decided first (a VM's other
+        // disks too, when one disk is pruned alone).
+        var decided: [String: (BackupPolicy, PointScan, [RetentionDecision])] = [:]
+        func decision(_ disk: String) throws(DiskVaultError) -> (BackupPolicy, PointScan, [RetentionDecision]) {
+            if let d = decided[disk] { return d }
             let name = try vault.protection(of: disk)?.policy
             let policy = try vault.policy(name ?? "Default")
             let scan = try vault.scanPoints(disk: disk, now: now)
-            let decisions = try policy.prune(scan.points, now: now)
+            let d = (policy, scan, try policy.prune(scan.points, now: now))
+            decided[disk] = d
+            return d
+        }
+        var vmKept: Set<String> = []
+        var vmPoints: [String: VMPoint] = [:]
+        let allDisks = Set(try vault.disks())
+        for vm in try vault.vms() {
+            for p in try vault.vmPoints(vm) {
+                vmPoints["\(vm)@\(p.id)"] = p
+                for m in p.disks where allDisks.contains(m.disk) {
+                    if try decision(m.disk).2.contains(where: { $0.id == m.point && $0.keep }) { vmKept.insert("\(vm)@\(p.id)") }
+                }
+            }
+        }
+        for disk in disks {
+            var (policy, scan, decisions) = try decision(disk)
+            for (i, d) in decisions.enumerated() where !d.keep {
+                guard let ref = scan.points.first(where: { $0.id == d.id })?.manifest.vm else { continue }
+                let key = "\(ref.name)@\(ref.point)"
+                if vmKept.contains(key), vmPoints[key]?.disks.contains(where: { $0.disk == disk && $0.point == d.id }) ?? false {
+                    decisions[i].keep = true
+                    decisions[i].reasons.append("kept with VM point \(key), whose other disks are kept")
+                }
+            }
             if !dryRun {
                 for d in decisions where !d.keep { try vault.removePoint(disk: disk, id: d.id) }
             }
@@ -49,6 +92,7 @@ public enum Prune {
                 disk: disk, policy: policy.name, decisions: decisions, damaged: scan.damaged.isEmpty ? nil : scan.damaged,
                 warnings: warnings.isEmpty ? nil : warnings))
         }
+        if !dryRun { _ = try vault.removeEmptyVMPoints() }
         return reports
     }
 }

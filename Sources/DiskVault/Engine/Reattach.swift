@@ -51,6 +51,37 @@ public enum Reattach {
     /// Writes the `files(for:)` of `target`, each naming the absolute paths of the disk and its key vault; their paths.
     static func write(target: String, point: RecoveryPoint, keyBackup: KeyBackupRecord?, keyVault: String? = nil, format: ImageFormat? = nil) throws(DiskVaultError) -> [String] {
         let d = description(target: target, point: point, keyBackup: keyBackup, keyVault: keyVault, format: format)
+        let (xml, qemu) = attachment(d, device: "vdb")
+        let paths = files(for: target)
+        let contents = [try JSON.encode(d), Array(xml.utf8), Array(qemu.utf8)]
+        for (path, bytes) in zip(paths, contents) { try FileSystem.writeFileAtomically(path, bytes) }
+        return paths
+    }
+
+    /// A whole VM's re-attach files in `dir`: `<vm>.libvirt.xml`, a domain with every disk (vda, vdb, …), and
+    /// `<vm>.qemu-args`, the qemu command line. Memory, CPUs and networks are the VM's own to fill in.
+    public static func writeVM(_ vm: String, disks: [Description], in dir: String) throws(DiskVaultError) -> [String] {
+        var xml = "<domain type='kvm'>\n  <name>\(xmlEscape(vm))</name>\n  <memory unit='MiB'>1024</memory>\n  <vcpu>1</vcpu>\n"
+        xml += "  <os>\n    <type arch='x86_64'>hvm</type>\n  </os>\n  <devices>\n"
+        var qemu = "qemu-system-x86_64 -name \(vm) -machine q35,accel=kvm:tcg -m 1024 -nodefaults"
+        var notes: [String] = []
+        for (i, d) in disks.enumerated() {
+            let dev = "vd" + String(Character(UnicodeScalar(UInt8(97 + min(i, 25)))))
+            let (disk, args) = attachment(d, device: dev)
+            xml += disk.split(separator: "\n").map { "    \($0)\n" }.joined()
+            let lines = args.split(separator: "\n")
+            qemu += " \\\n  " + (lines.first.map(String.init) ?? "")
+            notes += lines.dropFirst().map(String.init)
+        }
+        xml += "  </devices>\n</domain>\n"
+        qemu += "\n" + notes.map { "\($0)\n" }.joined()
+        let paths = ["\(dir)/\(vm).libvirt.xml", "\(dir)/\(vm).qemu-args"]
+        for (path, text) in zip(paths, [xml, qemu]) { try FileSystem.writeFileAtomically(path, Array(text.utf8)) }
+        return paths
+    }
+
+    /// One disk's libvirt `<disk>` element (as target `device`) and its qemu arguments (then any note lines).
+    static func attachment(_ d: Description, device: String) -> (String, String) {
         let absolute = d.image
         let wholeDiskLUKS = d.volumes.count == 1 && d.volumes[0].number == 0 && d.volumes[0].encryption.isLUKS
         // A qcow2 that qemu encrypts: its qcow2 driver opens the LUKS inside it (encrypt.format=luks).
@@ -62,7 +93,7 @@ public enum Reattach {
         } else {
             xml += "/>\n"
         }
-        xml += "  <target dev='vdb' bus='virtio'/>\n</disk>\n"
+        xml += "  <target dev='\(device)' bus='virtio'/>\n</disk>\n"
         var qemu = "-blockdev driver=file,node-name=\(d.disk)-file,filename=\(absolute)"
         if wholeDiskLUKS && qcow2 {
             qemu = "-object secret,id=\(d.disk)-key,file=KEYFILE \(qemu) -blockdev driver=qcow2,node-name=\(d.disk),file=\(d.disk)-file,encrypt.format=luks,encrypt.key-secret=\(d.disk)-key"
@@ -75,10 +106,7 @@ public enum Reattach {
         if wholeDiskLUKS {
             qemu += "# KEYFILE: the LUKS passphrase, e.g. from `diskvault restore … --export-key KEYFILE`; libvirt: define a secret with usage '\(usage)'\n"
         }
-        let paths = files(for: target)
-        let contents = [try JSON.encode(d), Array(xml.utf8), Array(qemu.utf8)]
-        for (path, bytes) in zip(paths, contents) { try FileSystem.writeFileAtomically(path, bytes) }
-        return paths
+        return (xml, qemu)
     }
 
     static func xmlEscape(_ s: String) -> String {

@@ -40,9 +40,19 @@ public enum RunDue {
                     runs.append(run)
                     continue
                 }
-                let backup = Backup(vault: vault, source: try ImageSource.open(d.source), options: options)
-                let manifest = try backup.run(JobControl(lockWait: 0, notice: control.notice), holding: [.disk(d.disk)])
-                run.point = manifest.id
+                let jobControl = JobControl(lockWait: 0, notice: control.notice)
+                if let live = d.live {
+                    var o = LiveBackupOptions(qmp: live.qmp, drives: [(d.disk, live.drive)], base: options,
+                                              scratch: live.scratch ?? LiveBackupOptions.defaultScratch)
+                    o.freeze = live.freeze
+                    o.thaw = live.thaw
+                    o.fullReadEvery = live.fullReadEvery ?? due.policy.fullReadEvery ?? LiveBackupOptions.defaultFullReadEvery
+                    let manifests = try LiveBackup(vault: vault, options: o).run(jobControl, holding: [.disk(d.disk)])
+                    run.point = manifests.first?.id
+                } else {
+                    let backup = Backup(vault: vault, source: try ImageSource.open(d.source), options: options)
+                    run.point = try backup.run(jobControl, holding: [.disk(d.disk)]).id
+                }
             } catch where error.code == .locked {
                 run.outcome = .skipped
                 run.error = error.description

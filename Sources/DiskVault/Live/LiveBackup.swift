@@ -52,6 +52,8 @@ public final class LiveBackup {
     /// What the run says beside its points: leftovers removed, why a read was full, hook results.
     public private(set) var notes: [String] = []
     public private(set) var warnings: [String] = []
+    /// Runs once every disk's point is committed, still under the disks' locks (a VM point's record is written).
+    var whenCommitted: (([Manifest]) throws(DiskVaultError) -> Void)?
 
     public init(vault: Vault, options: LiveBackupOptions) {
         self.vault = vault
@@ -83,6 +85,7 @@ public final class LiveBackup {
             func nest(_ k: Int) throws(DiskVaultError) {
                 guard k < order.count else {
                     manifests = try perform(control)
+                    try whenCommitted?(manifests)
                     return
                 }
                 let i = order[k]

@@ -19,6 +19,8 @@ public final class QMPClient: @unchecked Sendable {
     public private(set) var version = ""
     private var fd: Int32
     private var buffer: [UInt8] = []
+    /// Bytes of `buffer` already searched for a newline (each byte is searched once).
+    private var searched = 0
     private var events: [[String: Any]] = []
     private var nextID = 0
     let timeout: Int32
@@ -80,9 +82,10 @@ public final class QMPClient: @unchecked Sendable {
     /// The next complete message: a JSON object on one line.
     private func readMessage() throws(DiskVaultError) -> [String: Any] {
         while true {
-            if let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+            if let nl = buffer[searched...].firstIndex(of: UInt8(ascii: "\n")) {
                 let line = Array(buffer[..<nl])
                 buffer.removeSubrange(...nl)
+                searched = 0
                 if line.allSatisfy({ $0 == 13 || $0 == 32 }) { continue }
                 guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
                     throw DiskVaultError(.io, "qemu sent a QMP message that is not a JSON object", path: socketPath)
@@ -92,6 +95,7 @@ public final class QMPClient: @unchecked Sendable {
             guard buffer.count < Self.maxMessage else {
                 throw DiskVaultError(.io, "qemu sent a QMP message larger than \(Self.maxMessage >> 20) MiB", path: socketPath)
             }
+            searched = buffer.count
             guard fd >= 0 else { throw gone("is closed") }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let r = poll(&p, 1, timeout)
