@@ -68,13 +68,7 @@ struct BackupCommand: ParsableCommand {
         try DiskName.validate(disk)
         var options = BackupOptions(disk: disk)
         options.now = Clock.now()
-        if let retainUntil {
-            guard let date = Timestamp.parse(retainUntil) else {
-                throw DiskVaultError(.usage, "cannot read --retain-until \"\(retainUntil)\" (use YYYY-MM-DD or ISO 8601)")
-            }
-            guard date > options.now else { throw DiskVaultError(.usage, "--retain-until \(retainUntil) is in the past") }
-            options.retainUntil = date
-        }
+        options.retainUntil = try retainUntil.map { (text) throws(DiskVaultError) in try parseRetainUntil(text, now: options.now) }
         options.threads = try threads.count()
         options.keyVault = try keys.access()
         options.withoutKeys = withoutKeys
@@ -123,6 +117,15 @@ struct BackupCommand: ParsableCommand {
     }
 }
 
+/// A --retain-until date, which must be in the future.
+func parseRetainUntil(_ text: String, now: Date) throws(DiskVaultError) -> Date {
+    guard let date = Timestamp.parse(text) else {
+        throw DiskVaultError(.usage, "cannot read --retain-until \"\(text)\" (use YYYY-MM-DD or ISO 8601)")
+    }
+    guard date > now else { throw DiskVaultError(.usage, "--retain-until \(text) is in the past") }
+    return date
+}
+
 /// What a backup prints of its point.
 func printSummary(_ manifest: Manifest) {
         let s = manifest.stats
@@ -135,6 +138,10 @@ func printSummary(_ manifest: Manifest) {
               stored   \(ByteCount.format(s.storedBytes)) for \(ByteCount.format(s.newBytes)) of new data (\(s.compressedChunks) chunks compressed)
             """)
         for link in (manifest.source.chain ?? []).dropFirst() { print("  backing  \(link.path) (\(link.format))") }
+        if let live = manifest.live, live.freezeStatus != nil || live.thawStatus != nil {
+            let parts = [live.freezeStatus.map { "freeze exited \($0)" }, live.thawStatus.map { "thaw exited \($0)" }].compactMap { $0 }
+            print("  hooks    \(parts.joined(separator: ", "))")
+        }
         if let layout = manifest.layout {
             for v in layout.volumes where v.encryption.isEncrypted {
                 print("  \(v.number == 0 ? "disk" : "volume \(v.number)")  \(summary(v.encryption))")

@@ -50,12 +50,7 @@ struct VMCommand: ParsableCommand {
             try DiskName.validate(name)
             var options = BackupOptions(disk: name)
             options.now = Clock.now()
-            if let retainUntil {
-                guard let date = Timestamp.parse(retainUntil), date > options.now else {
-                    throw DiskVaultError(.usage, "--retain-until \(retainUntil) is not a future date (YYYY-MM-DD or ISO 8601)")
-                }
-                options.retainUntil = date
-            }
+            options.retainUntil = try retainUntil.map { (text) throws(DiskVaultError) in try parseRetainUntil(text, now: options.now) }
             options.threads = try threads.count()
             options.keyVault = try keys.access()
             let pairs = try disk.map { (text) throws -> (String, String) in

@@ -20,19 +20,27 @@ public struct QemuDrive: Sendable {
     }
 }
 
-/// The names a live backup of `disk` gives what it makes in qemu, so that a later run finds what a killed one
-/// left behind. qemu limits node names to 31 characters: the fleece node is named by a hash of the disk.
+/// The names a live backup of `disk` into one vault gives what it makes in qemu, so that a later run finds what
+/// a killed one left behind, and never touches what a backup of the same disk into another vault made (each
+/// vault keeps its own bitmap chain). qemu limits node names to 31 characters: the fleece node is named by a hash.
 struct LiveNames {
     let disk: String
+    /// A tag of the vault (from its id).
+    let vault: String
 
-    var job: String { "diskvault-\(disk)" }
-    var export: String { "diskvault-\(disk)" }
-    var tag: String { String(SHA256.digest(Array(disk.utf8)).hex.prefix(16)) }
+    init(disk: String, vaultID: String) {
+        self.disk = disk
+        vault = String(SHA256.digest(Array(vaultID.utf8)).hex.prefix(8))
+    }
+
+    var job: String { "diskvault-\(vault)-\(disk)" }
+    var export: String { "diskvault-\(vault)-\(disk)" }
+    var tag: String { String(SHA256.digest(Array("\(vault)/\(disk)".utf8)).hex.prefix(16)) }
     var fleeceNode: String { "dvfleece-" + tag }
     /// The overlay file's name: the disk's tag and the pid of the run that made it.
     var fleeceFilePrefix: String { "diskvault-fleece-\(tag)-" }
     func fleeceFile(in scratch: String) -> String { "\(scratch)/\(fleeceFilePrefix)\(ProcessLiveness.currentID)-\(randomHex(4)).qcow2" }
-    var bitmapPrefix: String { "diskvault-\(disk)." }
+    var bitmapPrefix: String { "diskvault-\(disk).\(vault)." }
     func newBitmap() -> String { bitmapPrefix + randomHex(4) }
 }
 
@@ -60,10 +68,10 @@ final class FleeceSession {
     }
     private(set) var drives: [Drive]
 
-    init(qmp: QMPClient, scratch: String, drives: [(disk: String, info: QemuDrive)]) {
+    init(qmp: QMPClient, scratch: String, vaultID: String, drives: [(disk: String, info: QemuDrive)]) {
         self.qmp = qmp
         self.scratch = scratch
-        self.drives = drives.map { Drive(disk: $0.disk, names: LiveNames(disk: $0.disk), info: $0.info) }
+        self.drives = drives.map { Drive(disk: $0.disk, names: LiveNames(disk: $0.disk, vaultID: vaultID), info: $0.info) }
     }
 
     // MARK: Finding drives

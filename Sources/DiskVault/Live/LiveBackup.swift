@@ -102,9 +102,11 @@ public final class LiveBackup {
     }
 
     private func perform(_ control: JobControl) throws(DiskVaultError) -> [Manifest] {
+        // A signal that came while the locks were awaited: nothing is set up yet.
+        try InterruptCleanup.checkInterrupted()
         let qmp = try QMPClient(socket: options.qmp)
         defer { qmp.close() }
-        let names = options.drives.map { LiveNames(disk: $0.disk) }
+        let names = options.drives.map { LiveNames(disk: $0.disk, vaultID: vault.config.id) }
         let removed = try FleeceSession.clearLeftovers(qmp, names: names, scratch: options.scratch)
         if !removed.isEmpty { notes.append("removed what a killed run left in qemu: \(removed.joined(separator: ", "))") }
         let all = try FleeceSession.listDrives(qmp)
@@ -119,7 +121,7 @@ public final class LiveBackup {
             }
             plans.append(try plan(disk: disk, info: info, qmp: qmp))
         }
-        let session = FleeceSession(qmp: qmp, scratch: options.scratch, drives: plans.map { ($0.disk, $0.info) })
+        let session = FleeceSession(qmp: qmp, scratch: options.scratch, vaultID: vault.config.id, drives: plans.map { ($0.disk, $0.info) })
         var manifests: [Manifest] = []
         var began = false
         do {
@@ -145,7 +147,7 @@ public final class LiveBackup {
     /// same qemu process, the same node and size, and the bitmap there and consistent.
     private func plan(disk: String, info: QemuDrive, qmp: QMPClient) throws(DiskVaultError) -> DiskPlan {
         let previous = try vault.scanPoints(disk: disk, now: options.base.now).points.last
-        let prefix = LiveNames(disk: disk).bitmapPrefix
+        let prefix = LiveNames(disk: disk, vaultID: vault.config.id).bitmapPrefix
         let ours = info.bitmaps.filter { $0.name.hasPrefix(prefix) }
         var reason: String? = nil
         var named: String? = nil
@@ -175,7 +177,7 @@ public final class LiveBackup {
         if reason == nil && since + 1 >= max(1, options.fullReadEvery) {
             reason = "a full read every \(options.fullReadEvery) points"
         }
-        return DiskPlan(disk: disk, info: info, previous: previous, trusted: trusted, newBitmap: LiveNames(disk: disk).newBitmap(),
+        return DiskPlan(disk: disk, info: info, previous: previous, trusted: trusted, newBitmap: LiveNames(disk: disk, vaultID: vault.config.id).newBitmap(),
                         fullReason: reason, sinceFullRead: reason == nil ? since + 1 : 0)
     }
 

@@ -103,7 +103,9 @@ public final class QMPClient: @unchecked Sendable {
                 if errno == EINTR { continue }
                 throw DiskVaultError.system("poll", errno, path: socketPath, doing: "cannot wait for qemu's QMP answer")
             }
-            if r == 0 { throw DiskVaultError(.io, "qemu did not answer on its QMP socket in \(timeout / 1000) s", path: socketPath) }
+            if r == 0 {
+                throw DiskVaultError(.io, "qemu did not answer on its QMP socket in \(timeout / 1000) s (a monitor serves one client at a time: another backup of this VM, or libvirt, may hold it)", path: socketPath)
+            }
             var chunk = [UInt8](repeating: 0, count: 65536)
             let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n < 0 {

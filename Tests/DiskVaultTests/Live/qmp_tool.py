@@ -4,6 +4,7 @@
   qmp_tool.py SOCKET write DEVICE PATTERN OFFSET LENGTH    (qemu-io "write -P PATTERN OFFSET LENGTH")
   qmp_tool.py SOCKET state                                 (jobs, exports, nodes and bitmaps, as JSON)
   qmp_tool.py SOCKET run COMMAND [JSON-ARGUMENTS]           (any command; prints its return as JSON)
+  qmp_tool.py SOCKET drop-exports                          (every block export deleted, hard)
 """
 import json, socket, sys
 
@@ -55,6 +56,9 @@ def main():
             "bitmaps": sorted("%s:%s:%s" % (n["node-name"], b["name"], "on" if b["recording"] else "off")
                               for n in nodes for b in n.get("dirty-bitmaps", []) if "name" in b),
         }, sort_keys=True))
+    elif verb == "drop-exports":
+        for e in cmd("query-block-exports"):
+            cmd("block-export-del", {"id": e["id"], "mode": "hard"})
     elif verb == "run":
         args = json.loads(sys.argv[4]) if len(sys.argv) > 4 else None
         print(json.dumps(cmd(sys.argv[3], args)))
