@@ -82,19 +82,6 @@ public enum QemuImage {
         }
     }
 
-    /// An empty qcow2 of `size` bytes at `path` (the name taken exclusively, mode 0600): a live backup's fleecing
-    /// overlay, which the running qemu opens and fills with the old data of blocks its guest writes.
-    static func createScratch(_ path: String, size: UInt64) throws(DiskVaultError) {
-        let qemuImg = try ExternalCommand.require("qemu-img", package: "qemu-utils", for: "back up a running VM")
-        let placeholder = try FileDescriptor(path: path, flags: O_WRONLY | O_CREAT | O_EXCL, mode: FileSystem.privateFileMode, doing: "cannot create the fleecing overlay")
-        try placeholder.close()
-        let made = try ExternalCommand.run([qemuImg, "create", "-q", "-f", "qcow2", path, String(size)])
-        guard made.status == 0 else {
-            unlink(path)
-            throw DiskVaultError(.io, "qemu-img cannot create the fleecing overlay: \(qemuMessage(made.stderr))", path: path)
-        }
-    }
-
     /// qemu's message without the program-name prefix, on one line.
     static func qemuMessage(_ stderr: String) -> String {
         let lines = stderr.split(separator: "\n").map { line -> String in

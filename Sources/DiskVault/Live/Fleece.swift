@@ -37,6 +37,10 @@ struct LiveNames {
     var export: String { "diskvault-\(vault)-\(disk)" }
     var tag: String { String(SHA256.digest(Array("\(vault)/\(disk)".utf8)).hex.prefix(16)) }
     var fleeceNode: String { "dvfleece-" + tag }
+    /// The protocol node of the overlay's file, under `fleeceNode`.
+    var fleeceFileNode: String { "dvfleece-" + tag + "-f" }
+    /// The job that formats the overlay.
+    var createJob: String { "diskvault-\(vault)-\(disk)-create" }
     /// The overlay file's name: the disk's tag and the pid of the run that made it.
     var fleeceFilePrefix: String { "diskvault-fleece-\(tag)-" }
     func fleeceFile(in scratch: String) -> String { "\(scratch)/\(fleeceFilePrefix)\(ProcessLiveness.currentID)-\(randomHex(4)).qcow2" }
@@ -63,6 +67,7 @@ final class FleeceSession {
         /// The fleece overlay's file, once created.
         var fleeceFile: String?
         var fleeceAdded = false
+        var fileNodeAdded = false
         var jobStarted = false
         var exported = false
     }
@@ -143,10 +148,11 @@ final class FleeceSession {
                 try cancelJob(qmp, n.job)
                 removed.append("backup job \(n.job)")
             }
-            if nodes.contains(where: { $0["node-name"] as? String == n.fleeceNode }) {
-                _ = try qmp.attempt("blockdev-del", ["node-name": n.fleeceNode])
-                removed.append("fleece node \(n.fleeceNode)")
+            for node in [n.fleeceNode, n.fleeceFileNode] where nodes.contains(where: { $0["node-name"] as? String == node }) {
+                _ = try qmp.attempt("blockdev-del", ["node-name": node])
+                removed.append("fleece node \(node)")
             }
+            _ = try qmp.attempt("job-dismiss", ["id": n.createJob])
             // Overlay files of this disk whose run is gone (its pid is in the name).
             for f in (try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? [] where f.hasPrefix(n.fleeceFilePrefix) {
                 let pid = f.dropFirst(n.fleeceFilePrefix.count).split(separator: "-").first.flatMap { Int32($0) } ?? 0
@@ -171,22 +177,7 @@ final class FleeceSession {
     /// drive's export reads as the disk was at this instant.
     func begin(newBitmaps: [String], frozen: [String?]) throws(DiskVaultError) {
         precondition(newBitmaps.count == drives.count && frozen.count == drives.count)
-        for i in drives.indices {
-            let file = drives[i].names.fleeceFile(in: scratch)
-            try QemuImage.createScratch(file, size: drives[i].info.size)
-            drives[i].fleeceFile = file
-            do {
-                try qmp.execute("blockdev-add", [
-                    "driver": "qcow2", "node-name": drives[i].names.fleeceNode,
-                    "file": ["driver": "file", "filename": file], "backing": drives[i].info.node,
-                ])
-            } catch {
-                unlink(file)
-                drives[i].fleeceFile = nil
-                throw error
-            }
-            drives[i].fleeceAdded = true
-        }
+        for i in drives.indices { try makeOverlay(i) }
         var actions: [[String: Any]] = []
         for (i, d) in drives.enumerated() {
             actions.append(["type": "block-dirty-bitmap-add", "data": ["node": d.info.node, "name": newBitmaps[i], "persistent": false]])
@@ -200,6 +191,31 @@ final class FleeceSession {
         }
         try qmp.execute("transaction", ["actions": actions])
         for i in drives.indices { drives[i].jobStarted = true }
+    }
+
+    /// The fleece overlay of drive `i`, made by qemu itself (no qemu-img process): the file's name taken
+    /// exclusively (mode 0600), opened as a protocol node, formatted as a qcow2 of the disk's size by a
+    /// `blockdev-create` job, then opened as a qcow2 whose backing is the drive.
+    private func makeOverlay(_ i: Int) throws(DiskVaultError) {
+        let names = drives[i].names
+        let file = names.fleeceFile(in: scratch)
+        let placeholder = try FileDescriptor(path: file, flags: O_WRONLY | O_CREAT | O_EXCL, mode: FileSystem.privateFileMode, doing: "cannot create the fleecing overlay")
+        try placeholder.close()
+        drives[i].fleeceFile = file
+        try qmp.execute("blockdev-add", ["driver": "file", "node-name": names.fleeceFileNode, "filename": file])
+        drives[i].fileNodeAdded = true
+        try qmp.execute("blockdev-create", ["job-id": names.createJob, "options": [
+            "driver": "qcow2", "file": names.fleeceFileNode, "size": NSNumber(value: drives[i].info.size),
+        ]])
+        _ = try qmp.waitForEvent("JOB_STATUS_CHANGE") { $0["id"] as? String == names.createJob && $0["status"] as? String == "concluded" }
+        let jobs = (try qmp.execute("query-jobs") as? [[String: Any]]) ?? []
+        let problem = jobs.first { $0["id"] as? String == names.createJob }?["error"] as? String
+        _ = try qmp.attempt("job-dismiss", ["id": names.createJob])
+        if let problem { throw DiskVaultError(.io, "qemu could not make the fleecing overlay: \(problem)", path: file) }
+        try qmp.execute("blockdev-add", [
+            "driver": "qcow2", "node-name": names.fleeceNode, "file": names.fleeceFileNode, "backing": drives[i].info.node,
+        ])
+        drives[i].fleeceAdded = true
     }
 
     /// Starts the NBD server on a socket in the scratch folder and exports each drive's fleece node read-only,
@@ -284,6 +300,10 @@ final class FleeceSession {
             if drives[i].fleeceAdded {
                 step { () throws(DiskVaultError) in _ = try qmp.attempt("blockdev-del", ["node-name": drives[i].names.fleeceNode]) }
                 drives[i].fleeceAdded = false
+            }
+            if drives[i].fileNodeAdded {
+                step { () throws(DiskVaultError) in _ = try qmp.attempt("blockdev-del", ["node-name": drives[i].names.fleeceFileNode]) }
+                drives[i].fileNodeAdded = false
             }
             if let f = drives[i].fleeceFile { unlink(f) }
             drives[i].fleeceFile = nil
