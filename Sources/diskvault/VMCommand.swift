@@ -93,7 +93,13 @@ struct VMCommand: ParsableCommand {
         func run() throws {
             let vault = try vaultOptions.open()
             var all: [VMPoint] = []
-            for vm in try name.map({ [$0] }) ?? vault.vms() { all += try vault.vmPoints(vm) }
+            for vm in try name.map({ [$0] }) ?? vault.vms() {
+                let scan = try vault.scanVMPoints(vm)
+                all += scan.points
+                for d in scan.damaged {
+                    Terminal.warning("VM point \(vm)@\(d.id) is damaged: \(d.problem) (diskvault vm forget \(vm) --point \(d.id) removes its record)")
+                }
+            }
             if output.json {
                 printJSON(Listing(points: all))
                 return
@@ -231,7 +237,10 @@ struct VMCommand: ParsableCommand {
         @OptionGroup var lock: LockOptions
 
         func run() throws {
-            let p = try Prune.forgetVM(try vaultOptions.open(), vm: name, point: point, control: lock.control)
+            guard let p = try Prune.forgetVM(try vaultOptions.open(), vm: name, point: point, control: lock.control) else {
+                print("removed the damaged record of VM point \(point) of \(name); its disk points stay")
+                return
+            }
             print("forgot VM point \(p.id) of \(name) (\(p.disks.count) disk points); diskvault gc frees their chunks")
         }
     }

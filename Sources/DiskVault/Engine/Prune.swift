@@ -32,8 +32,16 @@ public enum Prune {
     }
 
     /// Removes a VM point: every disk point it lists, then its record (`vm forget`).
-    public static func forgetVM(_ vault: Vault, vm: String, point: String, control: JobControl = .init()) throws(DiskVaultError) -> VMPoint {
+    /// Returns the point removed, nil for a damaged record removed alone.
+    @discardableResult
+    public static func forgetVM(_ vault: Vault, vm: String, point: String, control: JobControl = .init()) throws(DiskVaultError) -> VMPoint? {
         try Job.run(vault, kind: .forget, disk: nil, control: control) { (outcome) throws(DiskVaultError) in
+            // A damaged record is removed as it is: its disk points stay, as ordinary points.
+            if try vault.scanVMPoints(vm).damaged.contains(where: { $0.id == point }) {
+                try vault.storage.delete(VMPoint.key(vm, point))
+                outcome.point = point
+                return nil
+            }
             let p = try vault.vmPoint(vm, id: point)
             outcome.point = p.id
             for m in p.disks where try vault.storage.list(RecoveryPoint.prefix(disk: m.disk)).contains(m.point) {

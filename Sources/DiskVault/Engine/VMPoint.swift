@@ -55,28 +55,35 @@ extension Vault {
         try storage.list("vms").filter(DiskName.isValid).sorted()
     }
 
-    /// The VM's points, oldest first; a damaged record is an error naming it.
+    /// The VM's points, oldest first; damaged records are skipped (`scanVMPoints` names them).
     public func vmPoints(_ vm: String) throws(DiskVaultError) -> [VMPoint] {
+        try scanVMPoints(vm).points
+    }
+
+    /// The VM's points, oldest first, and the records that cannot be used (each with what is wrong): one
+    /// damaged record never stops the others' listing, pruning or restore.
+    public func scanVMPoints(_ vm: String) throws(DiskVaultError) -> (points: [VMPoint], damaged: [DamagedPoint]) {
         try DiskName.validate(vm)
         var out: [VMPoint] = []
+        var damaged: [DamagedPoint] = []
         for name in try storage.list(VMPoint.prefix(vm)) where name.hasSuffix(".json") {
             let id = String(name.dropLast(5))
             guard PointID.isValid(id) else { continue }
             let key = VMPoint.key(vm, id)
             let file = "\(location)/\(key)"
-            let p: VMPoint
-            do {
-                p = try JSONDecoder().decode(VMPoint.self, from: Data(try storage.get(key, limit: 1 << 20)))
-            } catch let e as DiskVaultError {
-                throw e
-            } catch {
-                throw DiskVaultError(.corrupt, "VM point record is damaged (\(describe(error)))", path: file)
+            do throws(DiskVaultError) {
+                let bytes = try storage.get(key, limit: 1 << 20)
+                guard let p = try? JSONDecoder().decode(VMPoint.self, from: Data(bytes)) else {
+                    throw DiskVaultError(.corrupt, "VM point record is damaged (not a VM point's JSON)", path: file)
+                }
+                try p.validate(file: file)
+                guard p.vm == vm, p.id == id else { throw DiskVaultError(.corrupt, "VM point record names another VM or point", path: file) }
+                out.append(p)
+            } catch where error.code == .corrupt {
+                damaged.append(DamagedPoint(disk: vm, id: id, problem: error.description))
             }
-            try p.validate(file: file)
-            guard p.vm == vm, p.id == id else { throw DiskVaultError(.corrupt, "VM point record names another VM or point", path: file) }
-            out.append(p)
         }
-        return out.sorted { ($0.sequence, $0.id) < ($1.sequence, $1.id) }
+        return (out.sorted { ($0.sequence, $0.id) < ($1.sequence, $1.id) }, damaged)
     }
 
     /// The VM point `id` ("latest": the newest).
@@ -98,8 +105,7 @@ extension Vault {
     func removeEmptyVMPoints() throws(DiskVaultError) -> [String] {
         var removed: [String] = []
         for vm in try vms() {
-            guard let points = try? vmPoints(vm) else { continue }
-            for p in points {
+            for p in try vmPoints(vm) {
                 var left = 0
                 for m in p.disks where try storage.list(RecoveryPoint.prefix(disk: m.disk)).contains(m.point) { left += 1 }
                 if left == 0 {

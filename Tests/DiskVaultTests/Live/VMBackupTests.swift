@@ -93,6 +93,32 @@ final class VMBackupTests: XCTestCase {
         XCTAssertEqual(osLeft.count, 2)
     }
 
+    /// VM records edited by hand: not JSON, and one naming another VM's disk. Each is named and skipped; prune
+    /// and the other points go on; vm forget removes the damaged record alone.
+    func testDamagedVMRecordsAreSkippedAndNamed() throws {
+        let s = try Scratch(self)
+        let (vault, disks) = try twoDisks(s)
+        XCTAssertEqual(try Tool.dv("vm", "backup", "db", "--disk", "os=\(disks[0])", "--vault", vault).status, 0)
+        let good = try Tool.dv("vm", "points", "db", "--vault", vault, "--json").json()["points"] as? [[String: Any]] ?? []
+        XCTAssertEqual(good.count, 1)
+        let record = "\(vault)/vms/db/\(good[0]["id"] as! String).json"
+        let text = try String(contentsOfFile: record, encoding: .utf8)
+        try "{not json".write(toFile: "\(vault)/vms/db/20261201T000000Z-aaaaaa.json", atomically: true, encoding: .utf8)
+        try text.replacingOccurrences(of: "\"db.os\"", with: "\"web.os\"").replacingOccurrences(of: good[0]["id"] as! String, with: "20261201T000001Z-bbbbbb")
+            .write(toFile: "\(vault)/vms/db/20261201T000001Z-bbbbbb.json", atomically: true, encoding: .utf8)
+        let listed = try Tool.dv("vm", "points", "db", "--vault", vault)
+        XCTAssertEqual(listed.status, 0, listed.output)
+        XCTAssertTrue(listed.stderr.contains("20261201T000000Z-aaaaaa is damaged") && listed.stderr.contains("20261201T000001Z-bbbbbb is damaged")
+                      && listed.stderr.contains("not one of VM db's"), listed.stderr)
+        XCTAssertTrue(listed.stdout.contains(good[0]["id"] as! String), listed.stdout)
+        XCTAssertEqual(try Tool.dv("prune", "--vault", vault).status, 0)
+        let forgot = try Tool.dv("vm", "forget", "db", "--vault", vault, "--point", "20261201T000000Z-aaaaaa")
+        XCTAssertEqual(forgot.status, 0, forgot.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(vault)/vms/db/20261201T000000Z-aaaaaa.json"))
+        let after = try Tool.dv("points", "--vault", vault, "--disk", "db.os", "--json").json()["points"] as? [Any] ?? []
+        XCTAssertEqual(after.count, 1, "a damaged record's removal took a disk point with it")
+    }
+
     func testAStoppedVMImageInUseIsRefusedAndNothingIsWritten() throws {
         let s = try Scratch(self)
         let (vault, disks) = try twoDisks(s)
