@@ -45,8 +45,6 @@ public final class Backup {
     public weak var observer: (any ProgressObserver)?
     /// What the run found worth a warning without failing: damaged earlier points it skipped.
     public private(set) var warnings: [String] = []
-    /// The live record with the read turned full, when the change map could not be used.
-    private var fullReadNote: Manifest.Live?
 
     public init(vault: Vault, source: ImageSource, options: BackupOptions) {
         self.vault = vault
@@ -77,21 +75,17 @@ public final class Backup {
 
     func run(_ control: JobControl, holding: [VaultLock.Kind]) throws(DiskVaultError) -> Manifest {
         try Job.run(vault, kind: .backup, disk: options.disk, control: control, holding: holding) { (outcome) throws(DiskVaultError) in
-            try runInJob(control, outcome: &outcome)
+            let manifest = try runUnlocked()
+            for w in warnings { control.notice(w) }
+            outcome.bytes = manifest.source.size
+            outcome.point = manifest.id
+            outcome.warnings = warnings + (manifest.layout?.warnings ?? [])
+                + (manifest.keyBackupWaived == true ? ["backed up without its keys"] : [])
+            return manifest
         }
     }
 
-    /// Runs the backup inside a job the caller holds (its locks taken), reporting to `outcome`.
-    func runInJob(_ control: JobControl, outcome: inout JobOutcome) throws(DiskVaultError) -> Manifest {
-        let manifest = try runUnlocked()
-        for w in warnings { control.notice(w) }
-        outcome.bytes = manifest.source.size
-        outcome.point = manifest.id
-        outcome.warnings = warnings + (manifest.layout?.warnings ?? [])
-            + (manifest.keyBackupWaived == true ? ["backed up without its keys"] : [])
-        return manifest
-    }
-
+    /// The backup without its job record and locks: for a caller that holds them (a live backup).
     func runUnlocked() throws(DiskVaultError) -> Manifest {
         do {
             return try perform()
@@ -151,14 +145,13 @@ public final class Backup {
         if let previous { previousIndex = try? vault.checkedIndex(of: previous) }
         // Chunks the change map calls unchanged come from the previous index: without a sound one of the same
         // size, every chunk is read.
+        var live = options.live
         if changes != nil {
             if previousIndex == nil || previous?.manifest.source.size != source.size || previous?.manifest.chunkSize != chunkSize {
                 changes = nil
-                var live = options.live
                 live?.read = .full
                 live?.reason = "the previous point's index could not be read, or its disk had another size"
                 warnings.append("disk \(options.disk): \(live?.reason ?? ""): every chunk is read")
-                fullReadNote = live
             }
         }
         // Chunks verify found missing or damaged: never trusted from an index or a `head`, stored again.
@@ -186,7 +179,7 @@ public final class Backup {
             try Pipeline.run(
                 workers: workers, depth: depth,
                 produce: { emit in
-                    try self.read(chunkSize: chunkSize, pool: pool, ciphertext: ciphertext, previous: previousIndex) { item in
+                    try self.read(chunkSize: chunkSize, pool: pool, ciphertext: ciphertext, previous: previousIndex, damaged: damaged) { item in
                         if let keyCheck, keyCheck.failed {
                             if case .data(let buffer, _, _, _, _) = item { pool.give(buffer) }
                             _ = try keyCheck.wait()
@@ -318,7 +311,7 @@ public final class Backup {
             stats: stats)
         manifest.sequence = (previous?.manifest.sequence ?? earlier.count) + 1
         manifest.consistency = source.consistency
-        manifest.live = fullReadNote ?? options.live
+        manifest.live = live
         manifest.vm = options.vm
         try beforeCommit?()
         try vault.commit(manifest, index: indexObject, extras: keyBackup.map { [$0.0.blob: $0.1] } ?? [:])
@@ -345,7 +338,8 @@ public final class Backup {
     /// sparse file is mostly such runs: a handful of items, not a worker wake-up per chunk). Holes are never
     /// read. A chunk wholly inside a region known to be ciphertext is marked so that nothing tries to compress it.
     private func read(
-        chunkSize: Int, pool: BufferPool, ciphertext: [Range<UInt64>], previous: ChunkIndexReader?, emit: (Item) throws -> Void
+        chunkSize: Int, pool: BufferPool, ciphertext: [Range<UInt64>], previous: ChunkIndexReader?, damaged: Set<Digest256>,
+        emit: (Item) throws -> Void
     ) throws {
         guard let size = source.size else {
             let file = source.file!
@@ -370,7 +364,6 @@ public final class Backup {
         }
         var plan = source.makeReadPlan()
         var changes = self.changes
-        let damaged = changes == nil ? [] : try vault.damagedChunks()
         var offset: UInt64 = 0
         var holes = 0, lastHole = 0
         func flushHoles() throws {

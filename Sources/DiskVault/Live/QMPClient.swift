@@ -186,7 +186,4 @@ public final class QMPClient: @unchecked Sendable {
             if events.count < 4096 { events.append(message) }
         }
     }
-
-    /// Forgets the events kept so far.
-    public func dropEvents() { events.removeAll() }
 }
