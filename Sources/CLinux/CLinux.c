@@ -149,3 +149,148 @@ int dv_peer_pid(int fd) {
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
     return cred.pid;
 }
+
+// ---- Servers started with a socket handed to them (systemd socket activation) ----------------------------------
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+int dv_activation_sockets(int *listen_fd, int *client_fd) {
+    const char *base = getenv("TMPDIR");
+    if (base == NULL || base[0] == '\0') base = "/tmp";
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    if (snprintf(dir, sizeof dir, "%s/diskvault-nbd-XXXXXX", base) >= (int)sizeof dir - 2) { errno = ENAMETOOLONG; return -1; }
+    if (mkdtemp(dir) == NULL) return -1;
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    if (snprintf(addr.sun_path, sizeof addr.sun_path, "%s/s", dir) >= (int)sizeof addr.sun_path) {
+        rmdir(dir); errno = ENAMETOOLONG; return -1;
+    }
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), c = -1, e = 0;
+    if (l < 0) { e = errno; goto out; }
+    if (bind(l, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(l, 1) != 0) { e = errno; goto out; }
+    c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c < 0) { e = errno; goto out; }
+    int r;
+    do { r = connect(c, (struct sockaddr *)&addr, sizeof addr); } while (r != 0 && errno == EINTR);
+    if (r != 0) e = errno;
+out:
+    unlink(addr.sun_path);
+    rmdir(dir);
+    if (e != 0) {
+        if (l >= 0) close(l);
+        if (c >= 0) close(c);
+        errno = e;
+        return -1;
+    }
+    *listen_fd = l;
+    *client_fd = c;
+    return 0;
+}
+
+// One thread that lives as long as the process forks every such server: PR_SET_PDEATHSIG fires when the thread
+// that forked the child ends, so forking from a worker thread that might end would stop the server early.
+struct dv_spawn_request {
+    char *const *argv;
+    int listen_fd;
+    pid_t pid;
+    int error;
+    int done;
+};
+static pthread_mutex_t dv_spawn_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t dv_spawn_cond = PTHREAD_COND_INITIALIZER;
+static struct dv_spawn_request *dv_spawn_pending;
+static int dv_spawner_started;
+extern char **environ;
+
+static void dv_spawn_now(struct dv_spawn_request *q) {
+    // Everything the child needs is built here, before fork: after it, only async-signal-safe calls.
+    size_t n = 0;
+    for (char **e = environ; e && *e; e++) n++;
+    char **envp = calloc(n + 3, sizeof *envp);
+    static char pid_entry[32];
+    if (envp == NULL) { q->error = ENOMEM; q->pid = -1; return; }
+    size_t k = 0;
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "LISTEN_", 7) == 0) continue;
+        envp[k++] = *e;
+    }
+    envp[k++] = "LISTEN_FDS=1";
+    envp[k++] = pid_entry;
+    envp[k] = NULL;
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
+        // LISTEN_PID is the child's own pid, written without printf.
+        char digits[16]; int d = 0; unsigned long v = (unsigned long)getpid();
+        do { digits[d++] = (char)('0' + v % 10); v /= 10; } while (v && d < 16);
+        memcpy(pid_entry, "LISTEN_PID=", 11);
+        for (int i = 0; i < d; i++) pid_entry[11 + i] = digits[d - 1 - i];
+        pid_entry[11 + d] = '\0';
+        if (devnull >= 0) dup2(devnull, 0);
+        if (q->listen_fd == 3) { int fl = fcntl(3, F_GETFD); fcntl(3, F_SETFD, fl & ~FD_CLOEXEC); }
+        else if (dup2(q->listen_fd, 3) != 3) _exit(127);
+        // Nothing else of this process reaches the server: not a vault's lock, not a pipe.
+        if (syscall(SYS_close_range, 4U, ~0U, 0U) != 0) { for (int fd = 4; fd < 65536; fd++) close(fd); }
+        execve(q->argv[0], q->argv, envp);
+        _exit(127);
+    }
+    q->error = pid < 0 ? errno : 0;
+    q->pid = pid;
+    if (devnull >= 0) close(devnull);
+    free(envp);
+}
+
+static void *dv_spawner(void *unused) {
+    (void)unused;
+    pthread_mutex_lock(&dv_spawn_lock);
+    for (;;) {
+        while (dv_spawn_pending == NULL) pthread_cond_wait(&dv_spawn_cond, &dv_spawn_lock);
+        struct dv_spawn_request *q = dv_spawn_pending;
+        dv_spawn_pending = NULL;
+        dv_spawn_now(q);
+        q->done = 1;
+        pthread_cond_broadcast(&dv_spawn_cond);
+    }
+    return NULL;
+}
+
+pid_t dv_spawn_activated(char *const argv[], int listen_fd) {
+    struct dv_spawn_request q = { argv, listen_fd, -1, 0, 0 };
+    pthread_mutex_lock(&dv_spawn_lock);
+    if (!dv_spawner_started) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int r = pthread_create(&t, &attr, dv_spawner, NULL);
+        pthread_attr_destroy(&attr);
+        if (r != 0) { pthread_mutex_unlock(&dv_spawn_lock); errno = r; return -1; }
+        dv_spawner_started = 1;
+    }
+    while (dv_spawn_pending != NULL) pthread_cond_wait(&dv_spawn_cond, &dv_spawn_lock);
+    dv_spawn_pending = &q;
+    pthread_cond_broadcast(&dv_spawn_cond);
+    while (!q.done) pthread_cond_wait(&dv_spawn_cond, &dv_spawn_lock);
+    pthread_mutex_unlock(&dv_spawn_lock);
+    if (q.pid < 0) errno = q.error;
+    return q.pid;
+}
+
+int dv_wait_child(pid_t pid, int timeout_ms) {
+    for (int waited = 0;; waited += 10) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) return status;
+        if (r < 0 && errno != EINTR) return -1;
+        if (waited >= timeout_ms) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+            return status;
+        }
+        usleep(10000);
+    }
+}

@@ -48,4 +48,13 @@ int dv_o_excl(void);
 int dv_unix_connect(const char *path);
 /// The pid of the process at the other end of a unix socket (SO_PEERCRED), or -1.
 int dv_peer_pid(int fd);
+/// A listening unix socket and a client already connected to it (both close-on-exec), made in a private folder
+/// that is removed at once: the server later started on `listen_fd` finds its client waiting. 0, or -1 and errno.
+int dv_activation_sockets(int *listen_fd, int *client_fd);
+/// Starts argv[0] (an absolute path) with `listen_fd` as its socket-activated listener (fd 3, LISTEN_FDS=1,
+/// LISTEN_PID), standard input /dev/null, no other descriptor of this process, and SIGTERM sent to it when this
+/// process dies (even by SIGKILL). Returns the pid, or -1 and errno.
+pid_t dv_spawn_activated(char *const argv[], int listen_fd);
+/// Waits up to `timeout_ms` for child `pid` to end, then kills it (SIGKILL) and reaps it. Its wait status, or -1.
+int dv_wait_child(pid_t pid, int timeout_ms);
 #endif

@@ -1,4 +1,5 @@
 internal import CNBD
+internal import CLinux
 import Synchronization
 
 #if canImport(Glibc)
@@ -35,14 +36,17 @@ public final class NBDClient: ImageBytes, ImageSink, @unchecked Sendable {
     private let handle: Mutex<Handle>
     /// Milliseconds without progress after which a call fails.
     let timeout: Int32
+    /// The server process this connection started (0 when it connected to one that runs already).
+    private let server: pid_t
 
     /// The most extents one block-status reply may add: a server that answers with millions of tiny extents
     /// is asked again from where the kept ones end, so memory stays bounded.
     static let extentLimit = 1 << 16
     public static let defaultTimeout: Int32 = 120_000
 
-    private init(handle h: OpaquePointer, name: String, timeout: Int32) throws(DiskVaultError) {
+    private init(handle h: OpaquePointer, name: String, timeout: Int32, server: pid_t = 0) throws(DiskVaultError) {
         self.name = name
+        self.server = server
         self.timeout = timeout
         let size = nbd_get_size(h)
         guard size >= 0 else {
@@ -79,21 +83,48 @@ public final class NBDClient: ImageBytes, ImageSink, @unchecked Sendable {
         return try NBDClient(handle: h, name: uri, timeout: timeout)
     }
 
-    /// Starts `argv` (a server such as qemu-nbd) with a listening socket passed to it by systemd socket
-    /// activation, and connects to it. libnbd makes the socket in a private folder; the server is killed when
-    /// the connection is closed, and it ends by itself when this process dies (its one client is gone).
+    /// Starts `argv` (a server such as qemu-nbd; argv[0] an absolute path) on a listening socket handed to it
+    /// by systemd socket activation, with this process's connection already waiting in it, and connects. The
+    /// server ends when the connection is closed; if this process dies, even by SIGKILL and even before the
+    /// handshake, the kernel signals it (qemu-nbd whose one client vanished mid-handshake would otherwise wait
+    /// for another forever).
     public static func launch(_ argv: [String], name: String, timeout: Int32 = defaultTimeout) throws(DiskVaultError) -> NBDClient {
-        let h = try create(name)
+        let program = argv.first ?? "the NBD server"
+        var listening: Int32 = -1, client: Int32 = -1
+        guard dv_activation_sockets(&listening, &client) == 0 else {
+            throw DiskVaultError(.io, "cannot make a socket to start \(program) on: \(String(cString: strerror(errno)))", path: name)
+        }
         var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for p in cArgs { free(p) } }
-        let started = cArgs.withUnsafeMutableBufferPointer { nbd_aio_connect_systemd_socket_activation(h, $0.baseAddress) }
-        guard started == 0 else {
-            let e = error(name, "cannot start \(argv.first ?? "the NBD server")")
+        let pid = cArgs.withUnsafeMutableBufferPointer { dv_spawn_activated($0.baseAddress, listening) }
+        let spawnError = errno
+        Glibc.close(listening)
+        guard pid > 0 else {
+            Glibc.close(client)
+            throw DiskVaultError(.io, "cannot start \(program): \(String(cString: strerror(spawnError)))", path: name)
+        }
+        let h: OpaquePointer
+        do {
+            h = try create(name)
+        } catch {
+            Glibc.close(client)
+            _ = dv_wait_child(pid, 0)
+            throw error
+        }
+        // libnbd owns the connected socket from here, and closes it with the handle.
+        guard nbd_aio_connect_socket(h, client) == 0 else {
+            let e = error(name, "cannot connect to \(program)")
             nbd_close(h)
+            _ = dv_wait_child(pid, 0)
             throw e
         }
-        try waitConnected(h, name: name, timeout: timeout)
-        return try NBDClient(handle: h, name: name, timeout: timeout)
+        do {
+            try waitConnected(h, name: name, timeout: timeout)
+            return try NBDClient(handle: h, name: name, timeout: timeout, server: pid)
+        } catch {
+            _ = dv_wait_child(pid, 0)
+            throw error
+        }
     }
 
     private static func create(_ name: String) throws(DiskVaultError) -> OpaquePointer {
@@ -134,6 +165,8 @@ public final class NBDClient: ImageBytes, ImageSink, @unchecked Sendable {
             _ = nbd_shutdown(open, 0)
             nbd_close(open)
             h.pointer = nil
+            // A server started for this connection ends once it is closed; one that does not is killed.
+            if server > 0 { _ = dv_wait_child(server, 60_000) }
         }
     }
 

@@ -158,26 +158,35 @@ final class QemuFormatTests: XCTestCase {
         XCTAssertTrue(args.contains("driver=qcow2") && args.contains("encrypt.format=luks"), args)
     }
 
-    /// The qemu-nbd a backup starts ends with it, even when the backup is killed: it serves one client only.
+    /// The qemu-nbd a backup starts ends with it, however the backup is killed: while it waits for a rival's
+    /// lock (connected), and before the NBD handshake (qemu-nbd alone waits forever for a client that vanished
+    /// then). A slow start is made by a qemu-nbd first in PATH that sleeps before it runs the real one.
     func testTheQemuNBDOfAKilledBackupEndsWithIt() throws {
         try Tool.require("qemu-img", "qemu-nbd", "pgrep")
         let s = try Scratch(self)
-        let vault = s.file("vault"), image = s.file("d.qcow2"), fifo = s.file("fifo")
+        let vault = s.file("vault"), image = s.file("d.qcow2"), fifo = s.file("fifo"), slow = s.file("slow")
         XCTAssertEqual(try Tool.dv("vault", "init", vault, "--kdf-work-factor", "10").status, 0)
-        try Tool.sh("qemu-img create -q -f qcow2 \(image) 64M && mkfifo \(fifo)")
-        // A rival backup of the same disk, from a pipe nobody writes to, holds the disk's lock meanwhile.
-        let out = try Tool.sh("""
-            exec 3<>\(fifo)
-            \(Tool.diskvault) backup - --vault \(vault) --disk d < \(fifo) >/dev/null 2>&1 & rival=$!
-            sleep 0.5
-            \(Tool.diskvault) backup \(image) --vault \(vault) --disk d --lock-wait 60 >/dev/null 2>&1 & b=$!
-            for i in $(seq 1 200); do n=$(pgrep -P $b qemu-nbd) && break; sleep 0.05; done
-            [ -n "$n" ] || { echo "no qemu-nbd under the backup"; kill -9 $b $rival; exit 1; }
-            kill -9 $b
-            for i in $(seq 1 200); do kill -0 $n 2>/dev/null || break; sleep 0.05; done
-            if kill -0 $n 2>/dev/null; then echo "qemu-nbd $n still runs"; kill $n; else echo "qemu-nbd ended"; fi
-            kill $rival; exec 3>&-
+        let real = try Tool.which("qemu-nbd")
+        try Tool.sh("""
+            qemu-img create -q -f qcow2 \(image) 64M && mkfifo \(fifo) && mkdir \(slow)
+            printf '#!/bin/sh\\nsleep 2\\nexec %s "$@"\\n' '\(real)' > \(slow)/qemu-nbd && chmod +x \(slow)/qemu-nbd
             """)
-        XCTAssertTrue(out.contains("qemu-nbd ended"), out)
+        for (path, when) in [("$PATH", "connected"), ("\(slow):$PATH", "before the handshake")] {
+            // A rival backup of the same disk, from a pipe nobody writes to, holds the disk's lock meanwhile.
+            let out = try Tool.sh("""
+                exec 3<>\(fifo)
+                \(Tool.diskvault) backup - --vault \(vault) --disk d < \(fifo) >/dev/null 2>&1 & rival=$!
+                sleep 0.5
+                PATH=\(path) \(Tool.diskvault) backup \(image) --vault \(vault) --disk d --lock-wait 60 >/dev/null 2>&1 & b=$!
+                for i in $(seq 1 200); do n=$(pgrep -P $b qemu-nbd) && break; sleep 0.05; done
+                [ -n "$n" ] || { echo "no qemu-nbd under the backup"; kill -9 $b $rival; exit 1; }
+                sleep 0.3
+                kill -9 $b
+                for i in $(seq 1 200); do kill -0 $n 2>/dev/null || break; sleep 0.05; done
+                if kill -0 $n 2>/dev/null; then echo "qemu-nbd $n still runs"; kill -9 $n; else echo "qemu-nbd ended"; fi
+                kill $rival; wait $rival || true; exec 3>&-
+                """)
+            XCTAssertTrue(out.contains("qemu-nbd ended"), "killed \(when): \(out)")
+        }
     }
 }
