@@ -18,11 +18,13 @@ let package = Package(
         .systemLibrary(name: "CISAL", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
         // libnbd: the NBD client that reads images qemu serves (qcow2 and other formats, exports of running VMs).
         .systemLibrary(name: "CNBD", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
+        // libcurl: HTTP(S) to object stores, with AWS Signature V4 signing and connection reuse.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // Linux calls Glibc's module does not export (they need _GNU_SOURCE): SEEK_DATA, syncfs, renameat2.
         .target(name: "CLinux"),
         .target(
             name: "DiskVault",
-            dependencies: ["CZlib", "COpenSSL", "CISAL", "CLinux", "CNBD"]
+            dependencies: ["CZlib", "COpenSSL", "CISAL", "CLinux", "CNBD", "CCurl"]
         ),
         .executableTarget(
             name: "diskvault",

@@ -16,10 +16,10 @@ enum MakerTag {
         let fields = name.dropFirst(prefix.count).split(separator: "-")
         guard fields.count >= 3, fields[0] == hostHash, let pid = Int32(fields[1]), pid > 0, let ticks = UInt64(fields[2])
         else { return false }
-        let maker = LockHolder(pid: pid, startTicks: ticks, host: ProcessInfo.processInfo.hostName, purpose: "", since: "")
+        let maker = LockHolder(pid: pid, startTicks: ticks, host: HostIdentity.name, purpose: "", since: "")
         return !maker.isAlive
     }
 
     /// Short, so that names stay well within NAME_MAX; a file system shared by hosts keeps them apart.
-    static let hostHash = String(SHA256.digest(Array(ProcessInfo.processInfo.hostName.utf8)).hex.prefix(8))
+    static let hostHash = String(SHA256.digest(Array(HostIdentity.name.utf8)).hex.prefix(8))
 }

@@ -205,9 +205,7 @@ public final class Vault: Sendable {
     }
 
     static func storageFor(_ location: String) throws(DiskVaultError) -> any VaultStorage {
-        if location.hasPrefix("s3:") {
-            throw DiskVaultError(.unsupported, "object-store vaults (s3:) are not supported by this build yet", path: location)
-        }
+        if S3Location.isS3(location) { return try S3Storage(try S3Location.parse(location)) }
         guard !location.isEmpty else { throw DiskVaultError(.usage, "no vault given (--vault or DISKVAULT_VAULT)") }
         return LocalStorage(root: location)
     }

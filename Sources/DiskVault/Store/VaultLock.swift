@@ -13,13 +13,13 @@ public struct LockHolder: Codable, Sendable, Equatable, CustomStringConvertible 
     public var mode: LockMode?
 
     public static func current(purpose: String, mode: LockMode? = nil) -> LockHolder {
-        LockHolder(pid: ProcessLiveness.currentID, startTicks: ProcessLiveness.startTicks(of: ProcessLiveness.currentID) ?? 0, host: ProcessInfo.processInfo.hostName,
+        LockHolder(pid: ProcessLiveness.currentID, startTicks: ProcessLiveness.startTicks(of: ProcessLiveness.currentID) ?? 0, host: HostIdentity.name,
                    purpose: purpose, since: Timestamp.format(Date()), mode: mode)
     }
 
     /// False only when the holder is known to be gone: same host, and no process with that pid and start time.
     public var isAlive: Bool {
-        guard host == ProcessInfo.processInfo.hostName else { return true }
+        guard host == HostIdentity.name else { return true }
         return ProcessLiveness.isRunning(pid, startTicks: startTicks)
     }
 
@@ -132,15 +132,18 @@ public final class VaultLock {
         while true {
             if let lock = try take() { return lock }
             guard Date() < deadline else { throw try busy() }
-            Thread.sleep(forTimeInterval: min(pollInterval, max(0.001, deadline.timeIntervalSinceNow)))
+            // With jitter: two rivals that backed off together (an object store's leases) do not meet again.
+            Thread.sleep(forTimeInterval: min(pollInterval * Double.random(in: 0.5...1.5), max(0.001, deadline.timeIntervalSinceNow)))
         }
     }
 
-    /// The holders named by readable records of lock `name` whose processes live.
+    /// The holders named by readable records of lock `name` whose processes live (or whose leases hold).
     static func liveHolders(_ storage: any VaultStorage, _ name: String) throws(DiskVaultError) -> [LockHolder] {
-        try storage.lockRecords(name).compactMap { entry in
-            entry.bytes.flatMap { try? JSONDecoder().decode(LockHolder.self, from: Data($0)) }
-        }.filter(\.isAlive)
+        try storage.lockRecords(name).compactMap { entry -> LockHolder? in
+            guard entry.leaseExpired != true, let holder = entry.bytes.flatMap({ try? JSONDecoder().decode(LockHolder.self, from: Data($0)) }) else { return nil }
+            // A lease that has not run out holds, even when its holder is seen gone: it runs out by itself.
+            return entry.leaseExpired == false || holder.isAlive ? holder : nil
+        }
     }
 
     static func describe(_ holders: [LockHolder]) -> String {
@@ -155,6 +158,8 @@ public final class VaultLock {
     /// holder's (or one cut short by a crash).
     private static func removeStale(_ storage: any VaultStorage, _ name: String, except own: String?, into taken: inout [String]) throws(DiskVaultError) {
         for entry in try storage.lockRecords(name) where entry.key != own {
+            // A lease that has not run out is a rival's that saw this lock and is backing off: not stale.
+            if entry.leaseExpired == false { continue }
             if let bytes = entry.bytes, let dead = try? JSONDecoder().decode(LockHolder.self, from: Data(bytes)) {
                 // A holder on another host cannot be seen dead from here; it cannot hold this lock now either.
                 taken.append("a stale lock of \(dead) whose process is gone")

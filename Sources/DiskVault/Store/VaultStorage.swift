@@ -114,6 +114,14 @@ public protocol StorageLock: AnyObject, Sendable {
 public struct LockRecordEntry: Sendable {
     public var key: String
     public var bytes: [UInt8]?
+    /// Whether the holder's lease ran out (an object store's locks); nil where the storage has no leases.
+    public var leaseExpired: Bool?
+
+    public init(key: String, bytes: [UInt8]?, leaseExpired: Bool? = nil) {
+        self.key = key
+        self.bytes = bytes
+        self.leaseExpired = leaseExpired
+    }
 }
 
 /// The lock verbs a vault's storage offers.

@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -59,6 +60,18 @@ public final class FileDescriptor: @unchecked Sendable {
     /// The corresponding C function is `dup`.
     public static func duplicate(_ fd: Int32, path: String) throws(DiskVaultError) -> FileDescriptor {
         FileDescriptor(adopting: try sys("dup", path: path, "cannot use") { dup(fd) }, path: path)
+    }
+
+    /// A new private file in $TMPDIR (or /tmp) that has no name: it is gone when closed, however the process ends.
+    public static func anonymousTemporary(doing: String) throws(DiskVaultError) -> FileDescriptor {
+        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var template = Array("\(base)/diskvault-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard fd >= 0 else { throw DiskVaultError.system("mkstemp", errno, path: base, doing: doing) }
+        unlink(path)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        return FileDescriptor(adopting: fd, path: path)
     }
 
     /// Closes now, reporting a failure (a deferred write error can surface here).

@@ -350,3 +350,26 @@ final class EncryptedStorageSuiteTests: XCTestCase {
     func testLocks() throws { try StorageSuite.locks(try storage()) }
     func testLockContention() throws { try StorageSuite.lockContention(try storage()) }
 }
+
+/// An object-store vault's storage: a bucket of a real SeaweedFS on loopback, through its S3 gateway.
+final class S3StorageSuiteTests: XCTestCase {
+    func storage() throws -> S3Storage {
+        let storage = try S3Storage(try S3Location.parse(try S3TestStore.newVault()))
+        try storage.prepareNewVault()
+        return storage
+    }
+
+    func testPutIfAbsentRace() throws { try StorageSuite.putIfAbsentRace(try storage()) }
+    func testWholeOrNothing() throws { try StorageSuite.wholeOrNothing(try storage()) }
+    func testLimits() throws { try StorageSuite.limits(try storage()) }
+    func testHeadListDelete() throws { try StorageSuite.headListDelete(try storage()) }
+    func testReplace() throws { try StorageSuite.replace(try storage()) }
+    func testBlobs() throws { try StorageSuite.blobs(try storage()) }
+    func testStreams() throws { try StorageSuite.streams(try storage()) }
+    func testLocks() throws { try StorageSuite.locks(try storage()) }
+    func testLockContention() throws { try StorageSuite.lockContention(try storage()) }
+    func testVault() throws {
+        let location = try S3Location.parse(try S3TestStore.newVault())
+        try StorageSuite.vault(try S3Storage(location), reopen: { try! S3Storage(location) })
+    }
+}
