@@ -13,7 +13,7 @@ struct DiskVaultCommand: ParsableCommand {
         subcommands: [VaultCommand.self, InspectCommand.self, BackupCommand.self, PointsCommand.self, RestoreCommand.self,
                       VerifyCommand.self, PruneCommand.self, GCCommand.self, JobsCommand.self, PolicyCommand.self,
                       ProtectCommand.self, VMCommand.self, RunDueCommand.self, ScheduleCommand.self, KeyVaultCommand.self, KeysCommand.self,
-                      RepairCommand.self]
+                      RepairCommand.self, CopyCommand.self]
     )
 }
 
@@ -24,11 +24,18 @@ struct CommandFailed: Error {
 
 /// Options every command that touches a vault takes.
 struct VaultOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The vault (a directory).", valueName: "vault"))
+    @Option(name: .long, help: ArgumentHelp("The vault: a directory, or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX] (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).", valueName: "vault"))
     var vault: String?
 
     @Option(name: .long, help: ArgumentHelp("File holding an encrypted vault's passphrase (else DISKVAULT_PASSPHRASE, or a prompt on a terminal).", valueName: "file"))
     var passphraseFile: String?
+
+    init() {}
+
+    init(vault: String, passphraseFile: String?) {
+        self.vault = vault
+        self.passphraseFile = passphraseFile
+    }
 
     func open() throws -> Vault {
         let file = passphraseFile

@@ -2,15 +2,15 @@ import Foundation
 
 /// What a job does; each kind takes the locks it needs (`locks(disk:)`), whoever calls it.
 public enum JobKind: String, Codable, Sendable, CaseIterable {
-    case backup, restore, verify, prune, gc, forget, repair
+    case backup, restore, verify, prune, gc, forget, repair, copy
     case keysRestore = "keys-restore"
 
-    /// The vault locks a job of this kind holds while it runs: a backup holds its disk (one backup of a disk at a
-    /// time) and shares the vault; a restore, verify or repair (which stores blobs as a backup does) shares it;
+    /// The vault locks a job of this kind holds while it runs: a backup (and a copy into the vault) holds its disk
+    /// (one backup of a disk at a time) and shares the vault; a restore, verify or repair (which stores blobs as a backup does) shares it;
     /// gc, prune and forget hold it alone.
     public func locks(disk: String?) -> [VaultLock.Kind] {
         switch self {
-        case .backup: return (disk.map { [.disk($0)] } ?? []) + [.shared]
+        case .backup, .copy: return (disk.map { [.disk($0)] } ?? []) + [.shared]
         case .restore, .verify, .keysRestore, .repair: return [.shared]
         case .prune, .gc, .forget: return [.exclusive]
         }

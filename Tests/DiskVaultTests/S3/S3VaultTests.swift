@@ -108,6 +108,82 @@ final class S3VaultTests: XCTestCase {
         XCTAssertTrue(try fileBytesEqual(target, disk))
     }
 
+    /// `copy` from an encrypted local vault to a clear S3 vault and on to a local vault of another passphrase:
+    /// every copied point restores exactly, and a second copy transfers nothing.
+    func testCopyToS3AndBackRestoresExactlyAndASecondCopySendsNothing() throws {
+        let s = try Scratch(self)
+        let first = s.file("first"), remote = try S3TestStore.newVault(), back = s.file("back")
+        let other = s.file("other-pass")
+        try "another passphrase".write(toFile: other, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try Tool.dv("vault", "init", first, "--kdf-work-factor", "10").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", remote, "--encryption", "none").status, 0)
+        XCTAssertEqual(try Tool.dv("vault", "init", back, "--kdf-work-factor", "10", "--passphrase-file", other).status, 0)
+        let disks = [s.file("a.img"), s.file("b.img")]
+        try Self.makeDisk(disks[0], seed: 9)
+        XCTAssertEqual(try Tool.dv("backup", disks[0], "--vault", first, "--disk", "a").status, 0)
+        try Tool.sh("cp \(disks[0]) \(disks[1]) && head -c 1M /dev/urandom | dd of=\(disks[1]) bs=1M seek=2 conv=notrunc status=none")
+        XCTAssertEqual(try Tool.dv("backup", disks[1], "--vault", first, "--disk", "b").status, 0)
+
+        func copy(_ args: [String]) throws -> [String: Any] {
+            let r = try Tool.dv(["copy", "--json"] + args)
+            XCTAssertEqual(r.status, 0, r.output)
+            return try r.json()
+        }
+        let out = try copy(["--from", first, "--to", remote])
+        XCTAssertEqual((out["copied"] as? [String])?.count, 2, "\(out)")
+        // b shares all but one chunk with a: sent once.
+        XCTAssertEqual(out["chunksCopied"] as? Int, 5, "\(out)")
+        let again = try copy(["--from", first, "--to", remote])
+        XCTAssertEqual((again["copied"] as? [String])?.count, 0)
+        XCTAssertEqual(again["chunksCopied"] as? Int, 0)
+        XCTAssertEqual(again["alreadyThere"] as? Int, 2)
+
+        let home = try copy(["--from", remote, "--to", back, "--passphrase-file", other, "--disk", "b"])
+        XCTAssertEqual((home["copied"] as? [String])?.count, 1)
+        for (vault, disk, image, env) in [(remote, "a", disks[0], [String: String]()), (remote, "b", disks[1], [:]), (back, "b", disks[1], ["DISKVAULT_PASSPHRASE": "another passphrase"])] {
+            let target = s.file("r-\(disk)-\(UUID().uuidString.prefix(4)).img")
+            let r = try Tool.dv(["restore", "--vault", vault, "--disk", disk, "--target", target], environment: env)
+            XCTAssertEqual(r.status, 0, r.output)
+            XCTAssertTrue(try fileBytesEqual(target, image), "\(vault) \(disk)")
+            let v = try Tool.dv(["verify", "--vault", vault], environment: env)
+            XCTAssertEqual(v.status, 0, v.output)
+        }
+        // Vaults of different chunk sizes, and a vault copied onto itself, are refused.
+        let small = s.file("small")
+        XCTAssertEqual(try Tool.dv("vault", "init", small, "--encryption", "none", "--chunk-size", "1MiB").status, 0)
+        let refused = try Tool.dv("copy", "--from", remote, "--to", small)
+        XCTAssertEqual(refused.status, 2, refused.output)
+        XCTAssertTrue(refused.stderr.contains("chunk size"), refused.stderr)
+        XCTAssertEqual(try Tool.dv("copy", "--from", remote, "--to", remote).status, 2)
+    }
+
+    /// A copy killed (SIGKILL at its third rename, mid-chunks) leaves no point in the target; the next copy
+    /// takes up where it stopped, sending only what is missing, and its point restores exactly.
+    func testAKilledCopyIsTakenUpWhereItStopped() throws {
+        try Tool.require("strace")
+        let s = try Scratch(self)
+        let from = s.file("from"), to = s.file("to"), disk = s.file("d.img")
+        for v in [from, to] { XCTAssertEqual(try Tool.dv("vault", "init", v, "--encryption", "none").status, 0) }
+        try Self.makeDisk(disk, seed: 10)
+        XCTAssertEqual(try Tool.dv("backup", disk, "--vault", from, "--disk", "d").status, 0)
+        let killed = try Tool.run("strace", ["-f", "-o", "/dev/null", "-e", "trace=renameat2,rename,renameat", "-e", "inject=renameat2,rename,renameat:signal=SIGKILL:when=3",
+                                             Tool.diskvault, "copy", "--from", from, "--to", to])
+        XCTAssertNotEqual(killed.status, 0, killed.output)
+        XCTAssertEqual(try Self.pointIDs(to).count, 0, "no point from a killed copy")
+        let stored = try Self.blobs(to).count
+        XCTAssertGreaterThan(stored, 0, "the killed copy had stored chunks")
+        let r = try Tool.dv("copy", "--from", from, "--to", to, "--json")
+        XCTAssertEqual(r.status, 0, r.output)
+        let report = try r.json()
+        XCTAssertEqual((report["copied"] as? [String])?.count, 1)
+        XCTAssertEqual(report["chunksAlreadyThere"] as? Int, stored, "\(report)")
+        XCTAssertEqual((report["chunksCopied"] as? Int ?? 0) + stored, 4, "\(report)")
+        let target = s.file("r.img")
+        XCTAssertEqual(try Tool.dv("restore", "--vault", to, "--disk", "d", "--target", target).status, 0)
+        XCTAssertTrue(try fileBytesEqual(target, disk))
+        XCTAssertEqual(try Tool.dv("verify", "--vault", to).status, 0)
+    }
+
     /// Addresses that are not an S3 vault are refused by name, before any request.
     func testMalformedAddressesAreRefused() throws {
         for (address, why) in [
