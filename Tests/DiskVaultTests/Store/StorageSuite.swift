@@ -1,4 +1,4 @@
-import DiskVault
+@testable import DiskVault
 import Foundation
 import XCTest
 
@@ -371,5 +371,19 @@ final class S3StorageSuiteTests: XCTestCase {
     func testVault() throws {
         let location = try S3Location.parse(try S3TestStore.newVault())
         try StorageSuite.vault(try S3Storage(location), reopen: { try! S3Storage(location) })
+    }
+}
+
+/// The times an object store's answers carry, parsed by hand, agree with Foundation's parser.
+final class S3TimeTests: XCTestCase {
+    func testListingAndHeaderTimes() {
+        let f = ISO8601DateFormatter()
+        for s in ["1970-01-01T00:00:00Z", "2026-12-03T14:38:21Z", "2000-02-29T23:59:59Z", "2100-03-01T00:00:01Z"] {
+            XCTAssertEqual(S3XML.parseTime(s), f.date(from: s)?.timeIntervalSince1970, s)
+        }
+        XCTAssertEqual(S3XML.parseTime("2026-12-03T14:38:21.123Z"), f.date(from: "2026-12-03T14:38:21Z")?.timeIntervalSince1970)
+        XCTAssertEqual(S3XML.parseHTTPDate("Thu, 03 Dec 2026 14:20:05 GMT"), f.date(from: "2026-12-03T14:20:05Z")?.timeIntervalSince1970)
+        for bad in ["", "2026-13-03T14:38:21Z", "2026-12-03 14:38:21Z", "2026-12-03T14:38:2xZ"] { XCTAssertNil(S3XML.parseTime(bad), bad) }
+        for bad in ["Thu, 03 Dek 2026 14:20:05 GMT", "Thu, 03 Dec 2026 14:20:05 UTC", "yesterday"] { XCTAssertNil(S3XML.parseHTTPDate(bad), bad) }
     }
 }

@@ -92,21 +92,49 @@ enum S3XML {
         return out
     }
 
-    /// An ISO 8601 time as S3 writes it (2026-12-03T14:20:05.000Z, fraction optional).
+    /// An ISO 8601 time as S3 writes it (2026-12-03T14:20:05.000Z, fraction optional), to the second. Parsed
+    /// by hand: Foundation's date formatters load ICU's data, megabytes of memory for one listing.
     static func parseTime(_ s: String) -> Double? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: s) { return d.timeIntervalSince1970 }
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: s)?.timeIntervalSince1970
+        let u = Array(s.utf8)
+        guard u.count >= 20, u[4] == UInt8(ascii: "-"), u[7] == UInt8(ascii: "-"), u[10] == UInt8(ascii: "T"),
+            u[13] == UInt8(ascii: ":"), u[16] == UInt8(ascii: ":"), u.last == UInt8(ascii: "Z"),
+            let year = number(u[0..<4]), let month = number(u[5..<7]), let day = number(u[8..<10]),
+            let hour = number(u[11..<13]), let minute = number(u[14..<16]), let second = number(u[17..<19])
+        else { return nil }
+        return epoch(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
     }
 
-    /// An HTTP date (the Date and Last-Modified headers: "Thu, 03 Dec 2026 14:20:05 GMT").
+    /// An HTTP date (the Date and Last-Modified headers: "Thu, 03 Dec 2026 14:20:05 GMT"), to the second.
     static func parseHTTPDate(_ s: String) -> Double? {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "GMT")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        return f.date(from: s)?.timeIntervalSince1970
+        let f = s.split(separator: " ")
+        guard f.count == 6, f[5] == "GMT", let day = Int(f[1]), let year = Int(f[3]),
+            let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"].firstIndex(of: String(f[2]))
+        else { return nil }
+        let t = f[4].split(separator: ":")
+        guard t.count == 3, let hour = Int(t[0]), let minute = Int(t[1]), let second = Int(t[2]) else { return nil }
+        return epoch(year: year, month: month + 1, day: day, hour: hour, minute: minute, second: second)
+    }
+
+    private static func number(_ digits: ArraySlice<UInt8>) -> Int? {
+        var v = 0
+        for d in digits {
+            guard d >= 48, d <= 57 else { return nil }
+            v = v * 10 + Int(d - 48)
+        }
+        return v
+    }
+
+    /// Seconds since 1970 of a UTC civil time (days from civil, proleptic Gregorian).
+    static func epoch(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) -> Double? {
+        guard (1970...9999).contains(year), (1...12).contains(month), (1...31).contains(day),
+            (0...23).contains(hour), (0...59).contains(minute), (0...60).contains(second) else { return nil }
+        let y = month <= 2 ? year - 1 : year
+        let era = y / 400
+        let yoe = y - era * 400
+        let mp = (month + 9) % 12
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        return Double(days * 86_400 + hour * 3_600 + minute * 60 + second)
     }
 }
