@@ -115,16 +115,16 @@ final class S3Lock: StorageLock, @unchecked Sendable {
 
     /// Puts the lease again when a quarter of it has passed; stops for good once half of it passed without one.
     func renewIfDue() {
-        let (due, over) = state.withLock { s -> (Bool, Bool) in
+        let due = state.withLock { s -> Bool in
             let age = Monotonic.seconds() - s.renewed
-            if s.released || s.lapsed { return (false, true) }
+            if s.released || s.lapsed { return false }
             if age > lease / 2 {
                 s.lapsed = true
-                return (false, true)
+                return false
             }
-            return (age >= lease / 4, false)
+            return age >= lease / 4
         }
-        guard due, !over else { return }
+        guard due else { return }
         let started = Monotonic.seconds()
         do {
             try storage.replace(key, content)
