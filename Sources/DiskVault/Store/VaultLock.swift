@@ -162,7 +162,8 @@ public final class VaultLock {
             if entry.leaseExpired == false { continue }
             if let bytes = entry.bytes, let dead = try? JSONDecoder().decode(LockHolder.self, from: Data(bytes)) {
                 // A holder on another host cannot be seen dead from here; it cannot hold this lock now either.
-                taken.append("a stale lock of \(dead) whose process is gone")
+                // A lease that ran out says only that its holder stopped renewing it (dead, frozen or cut off).
+                taken.append(entry.leaseExpired == true ? "a stale lock of \(dead) whose lease ran out" : "a stale lock of \(dead) whose process is gone")
             } else {
                 taken.append("an unreadable lock record \(FileSystem.lastComponent(of: entry.key))")
             }

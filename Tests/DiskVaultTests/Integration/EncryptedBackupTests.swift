@@ -11,16 +11,17 @@ final class EncryptedBackupTests: XCTestCase {
         let kv: String, pw: String, vault: String
         let backupCred: String, restoreCred: String
 
-        init(_ test: XCTestCase, clearVault: Bool = false) throws {
+        /// `vault`: where the vault goes (an object store's, say); a folder of the scratch space by default.
+        init(_ test: XCTestCase, clearVault: Bool = false, vault: String? = nil) throws {
             s = try Scratch(test)
-            kv = s.file("kv"); pw = s.file("kv.pass"); vault = s.file("vault")
+            kv = s.file("kv"); pw = s.file("kv.pass"); self.vault = vault ?? s.file("vault")
             backupCred = s.file("backup.cred"); restoreCred = s.file("restore.cred")
             try Tool.sh("printf 'admin passphrase of the key vault' > \(pw)")
             try run("keyvault", "init", kv, "--kdf-work-factor", "10")
             try run("keyvault", "access", "grant", kv, "--principal", "backup", "--keys", "get,list", "--secrets", "get,list", "--credential-out", backupCred)
             try run("keyvault", "access", "grant", kv, "--principal", "restorer", "--keys", "get,list,unwrap,restore", "--secrets", "get,list,restore", "--credential-out", restoreCred)
             let encryption = clearVault ? ["--encryption", "none"] : ["--kdf-work-factor", "10"]
-            XCTAssertEqual(try Tool.run(Tool.diskvault, ["vault", "init", vault, "--chunk-size", "1MiB"] + encryption).status, 0)
+            XCTAssertEqual(try Tool.run(Tool.diskvault, ["vault", "init", self.vault, "--chunk-size", "1MiB"] + encryption).status, 0)
         }
 
         @discardableResult

@@ -84,6 +84,52 @@ final class S3FaultTests: XCTestCase {
         XCTAssertTrue(try fileBytesEqual(target, disk))
     }
 
+    /// A backup frozen (SIGSTOP) past its lease while it uploads: a gc meanwhile takes the vault over the lapsed
+    /// lease and frees the chunks the frozen run uploaded. Woken again, the run must not commit a point that
+    /// names them: exit 1, "lock lapsed", no point, and the vault verifies clean; the next backup succeeds.
+    func testABackupWhoseLeaseLapsedCommitsNothing() throws {
+        let s = try Scratch(self)
+        let vault = try S3TestStore.newVault(), fifo = s.file("fifo"), disk = s.file("d.img"), log = s.file("log")
+        let loc = try S3Location.parse(vault)
+        XCTAssertEqual(try Tool.dv(["vault", "init", vault, "--encryption", "none"]).status, 0)
+        try S3VaultTests.makeDisk(disk, seed: 9)
+        let out = try Tool.sh("""
+            mkfifo \(fifo)
+            exec 3<>\(fifo)
+            DISKVAULT_LOCK_LEASE=4 DISKVAULT_HOST=frozen \(Tool.diskvault) backup - --vault \(vault) --disk d < \(fifo) 3>&- >/dev/null 2>\(log) & b=$!
+            head -c 8M \(disk) >&3
+            # Until its first chunk is in the store (an unsigned listing: this store takes any request).
+            for i in $(seq 300); do
+                curl -s '\(loc.endpoint)/\(loc.bucket)?list-type=2&prefix=\(loc.prefix)/chunks/' | grep -q '<Key>' && break
+                sleep 0.1
+            done
+            kill -STOP $b
+            DISKVAULT_LOCK_LEASE=4 DISKVAULT_HOST=gc \(Tool.diskvault) gc --vault \(vault) --json --lock-wait 60 3>&- >\(s.file("gc.json")) 2>\(s.file("gc.log")) || echo "gc failed"
+            kill -CONT $b
+            # From a subshell: a run that stops at once reads no more, and a write into the full pipe would block.
+            (exec tail -c +8388609 \(disk) >&3) & w=$!
+            exec 3>&-
+            wait $b && echo "status 0" || echo "status $?"
+            kill $w 2>/dev/null || true
+            wait $w 2>/dev/null || true
+            """)
+        let message = try String(contentsOfFile: log, encoding: .utf8)
+        let gcLog = try String(contentsOfFile: s.file("gc.log"), encoding: .utf8)
+        XCTAssertTrue(out.contains("status 1") && !out.contains("gc failed"), out + message + gcLog)
+        let gcReport = try Data(contentsOf: URL(fileURLWithPath: s.file("gc.json")))
+        let freed = try XCTUnwrap(try JSONSerialization.jsonObject(with: gcReport) as? [String: Any])["blobsRemoved"] as? Int
+        XCTAssertGreaterThan(freed ?? 0, 0, "gc freed the frozen run's chunks: \(String(decoding: gcReport, as: UTF8.self))")
+        XCTAssertTrue(gcLog.contains("stale lock") && gcLog.contains("frozen") && gcLog.contains("lease ran out"), gcLog)
+        XCTAssertTrue(message.contains("lock lapsed") && message.contains(vault), message)
+        XCTAssertEqual(try points(vault).count, 0, "no point from a run that lost its lock")
+        try verifyClean(vault)
+        let again = try Tool.dv(["backup", disk, "--vault", vault, "--disk", "d", "--lock-wait", "60"], environment: ["DISKVAULT_LOCK_LEASE": "4"])
+        XCTAssertEqual(again.status, 0, again.output)
+        let target = s.file("r.img")
+        XCTAssertEqual(try Tool.dv("restore", "--vault", vault, "--disk", "d", "--target", target).status, 0)
+        XCTAssertTrue(try fileBytesEqual(target, disk))
+    }
+
     /// The whole store stopped while a backup uploads: exit 1, a message naming the store, no point; once the
     /// store is back, verify is clean and a backup succeeds.
     func testTheStoreStoppedMidBackup() throws {

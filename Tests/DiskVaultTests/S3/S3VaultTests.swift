@@ -184,6 +184,66 @@ final class S3VaultTests: XCTestCase {
         XCTAssertEqual(try Tool.dv("verify", "--vault", to).status, 0)
     }
 
+    /// The scheduling and key commands on an encrypted S3 vault, as on a local one: a policy, a protected LUKS2
+    /// disk with its key vault, run-due at two moments, prune by the policy, gc, the disk's key deleted and
+    /// put back by `keys restore`, and the latest point restored exactly.
+    func testPoliciesRunDuePruneAndKeysRestoreOnAnS3Vault() throws {
+        try Tool.require("cryptsetup")
+        let t = try EncryptedBackupTests.Setup(self, vault: try S3TestStore.newVault())
+        func at(_ now: String, _ args: [String]) throws -> RunResult {
+            try Tool.run(Tool.diskvault, args, environment: ["DISKVAULT_NOW": now])
+        }
+        let image = t.s.file("luks2.img"), key = t.s.file("key")
+        try Tool.sh("""
+            head -c 32 /dev/urandom > \(key); truncate -s 20M \(image)
+            cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file \(key) \(image)
+            head -c 4M /dev/urandom | dd of=\(image) bs=1M seek=8 conv=notrunc status=none
+            """)
+        let uuid = try Tool.sh("cryptsetup luksUUID \(image)").trimmingCharacters(in: .whitespacesAndNewlines)
+        try t.run("keyvault", "secret", "set", t.kv, "--name", "k", "--file", key, "--volume", uuid)
+        try t.run("policy", "create", "--vault", t.vault, "--name", "nightly", "--schedule", "daily 03:00", "--keep-daily", "1")
+        let add = try Tool.run(Tool.diskvault, ["protect", "add", "--vault", t.vault, "--disk", "enc", "--source", image, "--policy", "nightly"] + t.asBackup)
+        XCTAssertEqual(add.status, 0, add.output)
+
+        let first = try at("2026-11-20T03:30:00Z", ["run-due", "--vault", t.vault])
+        XCTAssertEqual(first.status, 0, first.output)
+        XCTAssertTrue(first.stdout.contains("enc: completed"), first.stdout)
+        XCTAssertEqual(try at("2026-11-20T03:40:00Z", ["run-due", "--vault", t.vault]).stdout, "nothing is due\n")
+        // New ciphertext (1 MiB) before the next night's run.
+        try Tool.sh("head -c 1M /dev/urandom | dd of=\(image) bs=1M seek=9 conv=notrunc status=none")
+        let second = try at("2026-11-21T03:30:00Z", ["run-due", "--vault", t.vault])
+        XCTAssertEqual(second.status, 0, second.output)
+        let points = try XCTUnwrap(try Tool.dv("points", "--vault", t.vault, "--disk", "enc", "--json").json()["points"] as? [[String: Any]])
+        XCTAssertEqual(points.count, 2)
+        XCTAssertEqual(Set(points.compactMap { $0["trigger"] as? String }), ["scheduled"])
+        let volume = ((points.last?["keyBackup"] as? [String: Any])?["volumes"] as? [[String: Any]])?.first
+        XCTAssertEqual(volume?["check"] as? String, "fits")
+
+        // keep-daily 1: the newer point stays; gc frees the one MiB only the older point held.
+        let prune = try at("2026-11-22T00:00:00Z", ["prune", "--vault", t.vault])
+        XCTAssertEqual(prune.status, 0, prune.output)
+        let left = try XCTUnwrap(try Tool.dv("points", "--vault", t.vault, "--disk", "enc", "--json").json()["points"] as? [[String: Any]])
+        XCTAssertEqual(left.compactMap { $0["id"] as? String }, [points[1]["id"] as? String].compactMap { $0 })
+        let gc = try Tool.dv("gc", "--vault", t.vault, "--json")
+        XCTAssertEqual(gc.status, 0, gc.output)
+        XCTAssertEqual(try gc.json()["blobsRemoved"] as? Int, 1, gc.stdout)
+
+        // The key gone from the key vault: restore refuses and names `keys restore`, which puts it back.
+        try t.run("keyvault", "secret", "delete", t.kv, "--name", "k")
+        let refused = try t.restore(disk: "enc", target: t.s.file("r.img"), expect: 1)
+        XCTAssertTrue(refused.stderr.contains("keys restore"), refused.stderr)
+        let id = try XCTUnwrap(left.first?["id"] as? String)
+        let put = try Tool.run(Tool.diskvault, ["keys", "restore", "--vault", t.vault, "--disk", "enc", "--point", id] + t.asRestorer)
+        XCTAssertEqual(put.status, 0, put.output)
+        XCTAssertTrue(put.stdout.contains("restored secret k version 1"), put.stdout)
+        _ = try t.restore(disk: "enc", target: t.s.file("r.img"))
+        XCTAssertTrue(try fileBytesEqual(image, t.s.file("r.img")))
+        let verify = try Tool.run(Tool.diskvault, ["verify", "--vault", t.vault] + t.asRestorer)
+        XCTAssertEqual(verify.status, 0, verify.output)
+        let jobs = try Tool.dv("jobs", "--vault", t.vault, "--json")
+        for kind in ["\"backup\"", "\"prune\"", "\"gc\"", "\"restore\"", "\"keys-restore\""] { XCTAssertTrue(jobs.stdout.contains(kind), "\(kind): \(jobs.stdout)") }
+    }
+
     /// Addresses that are not an S3 vault are refused by name, before any request.
     func testMalformedAddressesAreRefused() throws {
         for (address, why) in [

@@ -66,10 +66,8 @@ extension S3Storage {
         let folder = objectKey(VaultLock.folder) + "/"
         let prefix = folder + "\(name)@"
         var found: [Lease] = []
-        var token: String?
         var now: Double?
-        repeat {
-            let page = try listPage(prefix: prefix, delimiter: nil, token: token, maxKeys: 1000)
+        try forEachPage(prefix: prefix, delimiter: nil) { page in
             now = page.serverTime ?? now
             for o in page.objects where o.key.hasPrefix(prefix) && o.key.hasSuffix(".json") {
                 let tail = o.key.dropFirst(prefix.count)
@@ -78,8 +76,7 @@ extension S3Storage {
                 else { continue }
                 found.append(Lease(key: String(o.key.dropFirst(folder.count - VaultLock.folder.count - 1)), mode: m == "x" ? .exclusive : .shared, seconds: seconds, modified: o.modified))
             }
-            token = page.isTruncated ? page.nextToken : nil
-        } while token != nil
+        }
         return (found, now)
     }
 }

@@ -226,30 +226,66 @@ public final class S3Storage: VaultStorage {
     public func list(_ prefix: String) throws(DiskVaultError) -> [String] {
         let full = objectKey(prefix) + "/"
         var names = Set<String>()
-        var token: String?
-        repeat {
-            let page = try listPage(prefix: full, delimiter: "/", token: token, maxKeys: 1000)
+        try forEachPage(prefix: full, delimiter: "/") { page in
             for o in page.objects where o.key.hasPrefix(full) { names.insert(String(o.key.dropFirst(full.count))) }
             for p in page.commonPrefixes where p.hasPrefix(full) {
                 var name = String(p.dropFirst(full.count))
                 if name.hasSuffix("/") { name.removeLast() }
                 names.insert(name)
             }
-            token = page.isTruncated ? page.nextToken : nil
-        } while token != nil
-        // Hidden names are left out, as every backend leaves them out.
+        }
+        // Hidden names are left out, as every backend leaves them out; so are names with a slash (a key the
+        // store put under another folder) and, being hidden, "." and "..".
         return names.filter { !$0.isEmpty && !$0.hasPrefix(".") && !$0.contains("/") }.sorted()
     }
 
+    typealias ListPage = (objects: [S3XML.Listing.Object], commonPrefixes: [String], isTruncated: Bool, nextToken: String?, serverTime: Double?)
+
+    /// The most bytes one page of a listing may have: 1000 keys of S3's longest (1024 bytes) with their
+    /// fields fit in under 2 MiB.
+    static let listingLimit = 4 << 20
+    /// Pages in a row that list nothing after which a listing is taken to never end.
+    static let emptyPagesLimit = 64
+
+    /// Every page of the listing of `prefix`, in order. A listing that would never end (a continuation token
+    /// given twice, or page after page of nothing) is an error, never a hang.
+    func forEachPage(prefix: String, delimiter: String?, _ body: (ListPage) throws(DiskVaultError) -> Void) throws(DiskVaultError) {
+        var token: String?
+        var tokens = Set<String>()
+        var emptyPages = 0
+        while true {
+            let page = try listPage(prefix: prefix, delimiter: delimiter, token: token, maxKeys: 1000)
+            try body(page)
+            guard page.isTruncated, let next = page.nextToken else { return }
+            guard tokens.insert(next).inserted else {
+                throw DiskVaultError(.corrupt, "cannot list \(prefix): the object store gave continuation token \"\(next.prefix(64))\" again, so its listing would never end", path: location)
+            }
+            emptyPages = page.objects.isEmpty && page.commonPrefixes.isEmpty ? emptyPages + 1 : 0
+            guard emptyPages < Self.emptyPagesLimit else {
+                throw DiskVaultError(.corrupt, "cannot list \(prefix): the object store gave \(emptyPages) pages in a row that list nothing, so its listing would never end", path: location)
+            }
+            token = next
+        }
+    }
+
     /// One page of ListObjectsV2 (with the server's clock, from its Date header).
-    func listPage(prefix: String, delimiter: String?, token: String?, maxKeys: Int) throws(DiskVaultError) -> (objects: [S3XML.Listing.Object], commonPrefixes: [String], isTruncated: Bool, nextToken: String?, serverTime: Double?) {
+    func listPage(prefix: String, delimiter: String?, token: String?, maxKeys: Int) throws(DiskVaultError) -> ListPage {
         var query: [(String, String)] = [("list-type", "2"), ("prefix", prefix), ("max-keys", String(maxKeys))]
         if let delimiter { query.append(("delimiter", delimiter)) }
         if let token { query.append(("continuation-token", token)) }
-        let r = try send("GET", nil, query: query, sink: .collect(limit: 64 << 20), doing: "cannot list \(prefix.isEmpty ? "the bucket" : prefix)").response
+        let doing = "cannot list \(prefix.isEmpty ? "the bucket" : prefix)"
+        let r: HTTPClient.Response
+        do {
+            r = try send("GET", nil, query: query, sink: .collect(limit: Self.listingLimit), doing: doing).response
+        } catch where error.code == .corrupt {
+            throw DiskVaultError(.corrupt, "\(doing): the object store's answer is larger than \(Self.listingLimit >> 20) MiB, more than a page of 1000 keys can be", path: location)
+        }
+        guard S3XML.isListing(r.body) else {
+            throw DiskVaultError(.corrupt, "\(doing): the object store's answer is not a listing (no ListBucketResult)", path: location)
+        }
         let l = S3XML.listing(r.body)
         if l.isTruncated && l.nextToken == nil {
-            throw DiskVaultError(.io, "cannot list \(prefix): the object store says there is more but gives no continuation token", path: location)
+            throw DiskVaultError(.corrupt, "\(doing): the object store says there is more but gives no continuation token", path: location)
         }
         return (l.objects, l.commonPrefixes, l.isTruncated, l.nextToken, r.headers["date"].flatMap(S3XML.parseHTTPDate))
     }

@@ -34,6 +34,11 @@ enum S3XML {
         return result
     }
 
+    /// Whether `xml` is a ListObjects answer at all (a 200 with anything else is no empty listing).
+    static func isListing(_ xml: [UInt8]) -> Bool {
+        String(decoding: xml.prefix(4096), as: UTF8.self).contains("<ListBucketResult")
+    }
+
     /// An error answer's Code and Message, when it has them.
     static func error(_ xml: [UInt8]) -> (code: String?, message: String?) {
         let text = String(decoding: xml, as: UTF8.self)
