@@ -65,6 +65,7 @@ static volatile sig_atomic_t dv_pending_signal = 0;
 
 void dv_cleanup_defer(int on) { dv_defer_depth += on ? 1 : -1; }
 int dv_cleanup_pending(void) { return dv_pending_signal; }
+int dv_cleanup_take_pending(void) { int s = dv_pending_signal; dv_pending_signal = 0; return s; }
 
 static void dv_cleanup_act(int sig) {
     for (int i = 0; i < DV_CLEANUP_SLOTS; i++) {
@@ -140,6 +141,63 @@ int dv_unix_connect(const char *path) {
     int r;
     do { r = connect(fd, (struct sockaddr *)&addr, sizeof addr); } while (r != 0 && errno == EINTR);
     if (r != 0) { int e = errno; close(fd); errno = e; return -1; }
+    return fd;
+}
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <sys/stat.h>
+
+int dv_unix_listen(const char *path) {
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof addr.sun_path) { errno = ENAMETOOLONG; return -1; }
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    // Private from the start: the socket file is made under this umask, before listen.
+    mode_t old = umask(0177);
+    int r = bind(fd, (struct sockaddr *)&addr, sizeof addr);
+    umask(old);
+    if (r != 0 || listen(fd, 64) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    return fd;
+}
+
+int dv_tcp_listen(const char *host, int port, int *bound) {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (port < 0 || port > 65535) { errno = EINVAL; return -1; }
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET; v4->sin_port = htons(port); len = sizeof *v4;
+    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6; v6->sin6_port = htons(port); len = sizeof *v6;
+    } else { errno = EINVAL; return -1; }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 64) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    *bound = ss.ss_family == AF_INET ? ntohs(v4->sin_port) : ntohs(v6->sin6_port);
+    return fd;
+}
+
+int dv_accept(int listen_fd, int timeout_ms) {
+    struct pollfd p = { .fd = listen_fd, .events = POLLIN };
+    int r = poll(&p, 1, timeout_ms);
+    if (r < 0) return errno == EINTR ? -2 : -1;
+    if (r == 0) return -2;
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) return (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) ? -2 : -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;
 }
 

@@ -13,7 +13,7 @@ struct DiskVaultCommand: ParsableCommand {
         subcommands: [VaultCommand.self, InspectCommand.self, BackupCommand.self, PointsCommand.self, RestoreCommand.self,
                       VerifyCommand.self, PruneCommand.self, GCCommand.self, JobsCommand.self, PolicyCommand.self,
                       ProtectCommand.self, VMCommand.self, RunDueCommand.self, ScheduleCommand.self, KeyVaultCommand.self, KeysCommand.self,
-                      RepairCommand.self, CopyCommand.self]
+                      RepairCommand.self, CopyCommand.self, ServeCommand.self]
     )
 }
 

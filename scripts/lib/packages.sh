@@ -14,4 +14,4 @@ ensure_packages() {
 
 # What building diskvault needs, and the real tools its tests and demo judge it by.
 DISKVAULT_BUILD_PACKAGES=(pkg-config zlib1g-dev libssl-dev libisal-dev libnbd-dev libcurl4-openssl-dev)
-DISKVAULT_TOOL_PACKAGES=(curl qemu-utils qemu-system-x86 libnbd-bin cryptsetup-bin e2fsprogs util-linux fdisk gdisk dosfstools xxd jq strace time xz-utils python3 python3-cryptography openssl)
+DISKVAULT_TOOL_PACKAGES=(curl qemu-utils qemu-system-x86 libnbd-bin python3-libnbd cryptsetup-bin e2fsprogs util-linux fdisk gdisk dosfstools xxd jq strace time xz-utils python3 python3-cryptography openssl)

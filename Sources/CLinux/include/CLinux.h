@@ -33,6 +33,8 @@ void dv_cleanup_defer(int on);
 int dv_cleanup_pending(void);
 /// Once deferral is off: acts on the recorded signal (removes the registered paths, dies of it); else returns.
 void dv_cleanup_raise_pending(void);
+/// The signal recorded while deferred (0: none), forgotten: for a run that a signal ends normally (a server).
+int dv_cleanup_take_pending(void);
 /// Takes an open-file-description lock (F_OFD_SETLK, no wait) on `length` bytes at `start`: shared (read) or
 /// exclusive (write). 0, or -1 with errno (EAGAIN: a conflicting lock is held).
 int dv_ofd_lock(int fd, int shared, long long start, long long length);
@@ -55,6 +57,15 @@ int dv_activation_sockets(int *listen_fd, int *client_fd);
 /// LISTEN_PID), standard input /dev/null, no other descriptor of this process, and SIGTERM sent to it when this
 /// process dies (even by SIGKILL). Returns the pid, or -1 and errno.
 pid_t dv_spawn_activated(char *const argv[], int listen_fd);
-/// Waits up to `timeout_ms` for child `pid` to end, then kills it (SIGKILL) and reaps it. Its wait status, or -1.
+/// A listening AF_UNIX stream socket bound at `path` (close-on-exec, mode 0600 before anyone can connect), or
+/// -1 with errno (ENAMETOOLONG: the path does not fit a socket address; EADDRINUSE: something is there).
+int dv_unix_listen(const char *path);
+/// A listening TCP socket on the numeric IPv4 or IPv6 address `host` and `port` (0: any free port), with
+/// SO_REUSEADDR, close-on-exec; the port bound in *bound. -1 with errno (EINVAL: `host` is not an address).
+int dv_tcp_listen(const char *host, int port, int *bound);
+/// Waits up to `timeout_ms` for a connection on `listen_fd`: the connected socket (close-on-exec, TCP_NODELAY
+/// on TCP), -2 when none came in time (or a signal came), -1 with errno.
+int dv_accept(int listen_fd, int timeout_ms);
+/// Waits up to `timeout_ms` for a child `pid` to end, then kills it (SIGKILL) and reaps it. Its wait status, or -1.
 int dv_wait_child(pid_t pid, int timeout_ms);
 #endif

@@ -2,16 +2,17 @@ import Foundation
 
 /// What a job does; each kind takes the locks it needs (`locks(disk:)`), whoever calls it.
 public enum JobKind: String, Codable, Sendable, CaseIterable {
-    case backup, restore, verify, prune, gc, forget, repair, copy
+    case backup, restore, verify, prune, gc, forget, repair, copy, serve
     case keysRestore = "keys-restore"
 
     /// The vault locks a job of this kind holds while it runs: a backup (and a copy into the vault) holds its disk
-    /// (one backup of a disk at a time) and shares the vault; a restore, verify or repair (which stores blobs as a backup does) shares it;
+    /// (one backup of a disk at a time) and shares the vault; a restore, verify, repair (which stores blobs as a backup does) or serve
+    /// (for as long as it serves: no gc frees a chunk under a client) shares it;
     /// gc, prune and forget hold it alone.
     public func locks(disk: String?) -> [VaultLock.Kind] {
         switch self {
         case .backup, .copy: return (disk.map { [.disk($0)] } ?? []) + [.shared]
-        case .restore, .verify, .keysRestore, .repair: return [.shared]
+        case .restore, .verify, .keysRestore, .repair, .serve: return [.shared]
         case .prune, .gc, .forget: return [.exclusive]
         }
     }

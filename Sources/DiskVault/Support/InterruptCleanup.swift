@@ -26,6 +26,18 @@ public enum InterruptCleanup {
         return try body()
     }
 
+    /// Runs `body` with interruptions deferred, for a run that an interruption ends normally (a server stops on
+    /// SIGINT or SIGTERM): `body` watches `pendingSignal`, and the signal is forgotten once `body` returns. A
+    /// second signal acts at once.
+    public static func stoppedBySignal<T>(_ body: () throws(DiskVaultError) -> T) throws(DiskVaultError) -> T {
+        dv_cleanup_defer(1)
+        defer {
+            _ = dv_cleanup_take_pending()
+            dv_cleanup_defer(0)
+        }
+        return try body()
+    }
+
     /// The signal recorded while deferred, or nil.
     public static var pendingSignal: Int32? {
         let s = dv_cleanup_pending()
