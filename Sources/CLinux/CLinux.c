@@ -126,16 +126,30 @@ int dv_ofd_conflict(int fd, int exclusive, long long start, long long length, in
 }
 
 int dv_o_excl(void) { return O_EXCL; }
+int dv_block_zeroout(int fd, unsigned long long offset, unsigned long long length) {
+    // A punched range of a block device reads as zeros afterwards, and is unmapped where the device can
+    // (BLKZEROOUT never unmaps); a device that cannot punch is zeroed by BLKZEROOUT.
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) == 0) return 0;
+    if (errno != EOPNOTSUPP && errno != EINVAL) return -1;
+    uint64_t range[2] = { offset, length };
+    return ioctl(fd, BLKZEROOUT, range);
+}
 
 #include <sys/socket.h>
 #include <sys/un.h>
 
+/* The address of a unix socket at `path`: 0, or -1 with ENAMETOOLONG. */
+static int dv_unix_address(const char *path, struct sockaddr_un *addr) {
+    memset(addr, 0, sizeof *addr);
+    addr->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof addr->sun_path) { errno = ENAMETOOLONG; return -1; }
+    strcpy(addr->sun_path, path);
+    return 0;
+}
+
 int dv_unix_connect(const char *path) {
     struct sockaddr_un addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof addr.sun_path) { errno = ENAMETOOLONG; return -1; }
-    strcpy(addr.sun_path, path);
+    if (dv_unix_address(path, &addr) != 0) return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     int r;
@@ -152,10 +166,7 @@ int dv_unix_connect(const char *path) {
 
 int dv_unix_listen(const char *path) {
     struct sockaddr_un addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof addr.sun_path) { errno = ENAMETOOLONG; return -1; }
-    strcpy(addr.sun_path, path);
+    if (dv_unix_address(path, &addr) != 0) return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     // Private from the start: the socket file is made under this umask, before listen.

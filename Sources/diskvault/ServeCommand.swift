@@ -74,7 +74,7 @@ struct ServeCommand: ParsableCommand {
             try Serve.run(vault, options: options, control: lock.control, ready: { uri, point, size in
                 if json {
                     // One object, on one line, as soon as clients may connect: a script reads it and goes on.
-                    print(JSON.string(ServeReady(uri: uri, disk: point.disk, point: point.id, size: size), pretty: false))
+                    print(JSON.string(ServeReady(uri: uri, disk: point.disk, point: point.id, size: size, pid: getpid()), pretty: false))
                 } else {
                     print("serving disk \(point.disk) point \(point.id) (\(ByteCount.format(size))) at \(uri)")
                     if !address.isLocal { Terminal.warning("the export listens on \(listen ?? "") with no authentication: anyone who reaches it reads the disk") }
@@ -94,4 +94,5 @@ struct ServeReady: Codable {
     var disk: String
     var point: String
     var size: UInt64
+    var pid: Int32
 }

@@ -42,6 +42,9 @@ int dv_ofd_lock(int fd, int shared, long long start, long long length);
 /// open file description (F_OFD_GETLK): 1 and the holder's type (F_RDLCK 0, F_WRLCK 1) in *held, 0 when none,
 /// -1 with errno.
 int dv_ofd_conflict(int fd, int exclusive, long long start, long long length, int *held);
+/// Zeroes `length` bytes at `offset` of a block device: punched out (unmapped where the device can, so thin
+/// volumes stay thin), else BLKZEROOUT. 0, or -1 with errno.
+int dv_block_zeroout(int fd, unsigned long long offset, unsigned long long length);
 /// O_EXCL for a block device: fails with EBUSY when it is mounted, a device-mapper target or another O_EXCL
 /// opener holds it.
 int dv_o_excl(void);

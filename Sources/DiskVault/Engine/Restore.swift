@@ -92,6 +92,14 @@ public final class Restore {
             result.seconds = Date().timeIntervalSince(started)
             return result
         }
+        if let device = BlockDeviceTarget.resolve(options.target) {
+            try restoreToDevice(device, point: point, index: index, result: &result)
+            if let exportKey = options.exportKey, let kv = keys {
+                result.exportedKeys = try exportKeys(point, kv: kv, to: exportKey)
+            }
+            result.seconds = Date().timeIntervalSince(started)
+            return result
+        }
         let format = try restoredFormat(point)
         result.format = format == .raw ? nil : format.rawValue
         let target = options.target
@@ -253,7 +261,9 @@ public final class Restore {
     /// The index is read as the chunks go out, never whole; a digest that differs from the manifest's shows at
     /// its end and fails the restore before the target is renamed into place.
     /// `sink` takes every chunk; `file`, when the sink is a local file, has its writeback started early.
-    private func write(_ index: ChunkIndexReader, to sink: any ImageSink, file: FileDescriptor?, direct: FileDescriptor?, result: inout RestoreResult) throws(DiskVaultError) {
+    /// `zero`: for a target whose unwritten ranges are not zeros by themselves (a block device), what makes a
+    /// range of zero chunks zeros; nil for a new file, where they stay holes.
+    func write(_ index: ChunkIndexReader, to sink: any ImageSink, file: FileDescriptor?, direct: FileDescriptor?, zero: (@Sendable (UInt64, UInt64) throws(DiskVaultError) -> Void)? = nil, result: inout RestoreResult) throws(DiskVaultError) {
         let workers = max(1, options.threads)
         let chunkSize = index.chunkSize
         let chunks = vault.chunks
@@ -299,6 +309,7 @@ public final class Restore {
                         case .zeros(let run):
                             // Every chunk of the run is whole but perhaps the image's last.
                             let length = (run.count - 1) * chunkSize + index.length(ofChunk: run.upperBound - 1)
+                            try zero?(UInt64(run.lowerBound) * UInt64(chunkSize), UInt64(length))
                             return RestoredChunk(length: length, written: false)
                         case .chunk(let n, let d):
                             (i, digest) = (n, d)

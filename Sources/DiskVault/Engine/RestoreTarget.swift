@@ -1,6 +1,6 @@
-/// Where a restore may write: a new path, or with `--replace` an existing regular file; never a device node, a
-/// directory, a FIFO, a socket or a symbolic link (restore onto block devices is a later issue, and renaming a
-/// file over a device node would silently replace the node). The re-attach files beside it are held to the same
+/// Where a restore may write as a file: a new path, or with `--replace` an existing regular file; never a device
+/// node, a directory, a FIFO, a socket or a symbolic link (renaming a file over a device node would silently
+/// replace the node). Block devices are written in place instead (Restore+Device). The re-attach files beside it are held to the same
 /// rule, up front, so that a restore is refused before anything is written rather than after the disk is.
 enum RestoreTarget {
     static func check(_ target: String, replace: Bool, sidecars: [String]) throws(DiskVaultError) {
@@ -15,7 +15,7 @@ enum RestoreTarget {
                 throw DiskVaultError(.alreadyExists, "target exists; restore to a new path, or pass --replace to restore over it", path: target)
             }
         case let kind?:
-            throw DiskVaultError(.unsupported, "target is \(describe(kind)); restore writes a new or existing regular file only (restore onto block devices is not supported yet; use --target - to write the disk to standard output)", path: target)
+            throw DiskVaultError(.unsupported, "target is \(describe(kind)); restore writes a new or existing regular file, or a block device (use --target - to write the disk to standard output)", path: target)
         }
         for path in sidecars {
             switch try FileSystem.entryKind(path) {

@@ -194,12 +194,7 @@ final class S3VaultTests: XCTestCase {
             try Tool.run(Tool.diskvault, args, environment: ["DISKVAULT_NOW": now])
         }
         let image = t.s.file("luks2.img"), key = t.s.file("key")
-        try Tool.sh("""
-            head -c 32 /dev/urandom > \(key); truncate -s 20M \(image)
-            cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file \(key) \(image)
-            head -c 4M /dev/urandom | dd of=\(image) bs=1M seek=8 conv=notrunc status=none
-            """)
-        let uuid = try Tool.sh("cryptsetup luksUUID \(image)").trimmingCharacters(in: .whitespacesAndNewlines)
+        let uuid = try Images.luks2(image, key: key)
         try t.run("keyvault", "secret", "set", t.kv, "--name", "k", "--file", key, "--volume", uuid)
         try t.run("policy", "create", "--vault", t.vault, "--name", "nightly", "--schedule", "daily 03:00", "--keep-daily", "1")
         let add = try Tool.run(Tool.diskvault, ["protect", "add", "--vault", t.vault, "--disk", "enc", "--source", image, "--policy", "nightly"] + t.asBackup)

@@ -158,12 +158,7 @@ final class ServeTests: XCTestCase {
         try Tool.require("cryptsetup", "nbdcopy")
         let t = try EncryptedBackupTests.Setup(self)
         let image = t.s.file("luks2.img"), key = t.s.file("key")
-        try Tool.sh("""
-            head -c 32 /dev/urandom > \(key); truncate -s 20M \(image)
-            cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file \(key) \(image)
-            head -c 4M /dev/urandom | dd of=\(image) bs=1M seek=8 conv=notrunc status=none
-            """)
-        let uuid = try Tool.sh("cryptsetup luksUUID \(image)").trimmingCharacters(in: .whitespacesAndNewlines)
+        let uuid = try Images.luks2(image, key: key)
         try t.run("keyvault", "secret", "set", t.kv, "--name", "k", "--file", key, "--volume", uuid)
         _ = try t.backup(image, disk: "enc")
         let socket = t.s.file("enc.sock")
@@ -233,5 +228,80 @@ final class ServeTests: XCTestCase {
         XCTAssertTrue(server.process.isRunning, server.log)
         _ = try Tool.sh("nbdcopy '\(server.uri)' \(s.file("copy.img"))")
         XCTAssertTrue(try fileBytesEqual(s.file("copy.img"), image))
+    }
+
+    /// `restore --instant`: a qcow2 overlay backed by the served point reads as the disk at once; writes land in
+    /// the overlay only (the point restores as it was); `restore --finish` copies the rest in, leaves an overlay
+    /// with no backing file, and stops the export. Without a VM (qemu-img rebase), and with one running the
+    /// overlay (qemu's block-stream over QMP, a guest write meanwhile).
+    func testInstantRestoreThenFinish() throws {
+        try Tool.require("qemu-img", "qemu-io", "qemu-system-x86_64", "python3")
+        let s = try Scratch(self)
+        let (vault, image) = try makeVault(s)
+        let expected = s.file("expected.img")
+        try Tool.sh("cp \(image) \(expected) && qemu-io -f raw -c 'write -P 0x5a 1M 64k' \(expected) >/dev/null")
+
+        for withVM in [false, true] {
+            let target = s.file("instant-\(withVM).qcow2")
+            let r = try Tool.dv("restore", "--vault", vault, "--disk", "web", "--target", target, "--instant", "--json")
+            XCTAssertEqual(r.status, 0, r.output)
+            let state = try XCTUnwrap(try r.json()["state"] as? [String: Any])
+            let pid = try XCTUnwrap(state["pid"] as? Int)
+            XCTAssertEqual(kill(Int32(pid), 0), 0, "the export runs")
+            XCTAssertTrue(try Tool.sh("qemu-img info --output=json -U \(target)").contains("nbd+unix"))
+            _ = try Tool.sh("qemu-img compare -U -f qcow2 -F raw \(target) \(image)")
+            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(target).libvirt.xml"))
+            XCTAssertTrue(try String(contentsOfFile: "\(target).qemu-args", encoding: .utf8).contains("qcow2"))
+
+            // A second instant restore onto the same target is refused, and starts no second export.
+            let again = try Tool.dv("restore", "--vault", vault, "--disk", "web", "--target", target, "--instant")
+            XCTAssertNotEqual(again.status, 0, again.output)
+
+            var vm: Process? = nil
+            let qmp = s.file("vm-\(withVM).qmp")
+            if withVM {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: try Tool.which("qemu-system-x86_64"))
+                p.arguments = ["-S", "-nodefaults", "-display", "none", "-machine", "pc,accel=tcg",
+                               "-blockdev", "driver=qcow2,node-name=d0,file.driver=file,file.filename=\(target)",
+                               "-device", "virtio-blk-pci,drive=d0,id=vda", "-qmp", "unix:\(qmp),server=on,wait=off",
+                               "-qmp", "unix:\(qmp).test,server=on,wait=off"]
+                p.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+                p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+                p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+                try p.run()
+                vm = p
+                waitUntilExists("\(qmp).test", seconds: 20)
+                // The guest writes while it runs from the overlay.
+                _ = try Tool.sh("python3 \(TestVM.tool) \(qmp).test write /machine/peripheral/vda/virtio-backend 0x5a 1M 64k")
+                let busy = try Tool.dv("restore", "--finish", target)
+                XCTAssertEqual(busy.status, 1, busy.output)
+                XCTAssertTrue(busy.stderr.contains("--qmp"), busy.stderr)
+            } else {
+                _ = try Tool.sh("qemu-io -f qcow2 -c 'write -P 0x5a 1M 64k' \(target) >/dev/null")
+            }
+            // The point is as it was.
+            let back = s.file("back-\(withVM).img")
+            XCTAssertEqual(try Tool.dv("restore", "--vault", vault, "--disk", "web", "--target", back).status, 0)
+            XCTAssertTrue(try fileBytesEqual(back, image))
+
+            let finish = withVM ? try Tool.dv("restore", "--finish", target, "--qmp", qmp, "--drive", "d0")
+                                : try Tool.dv("restore", "--finish", target)
+            XCTAssertEqual(finish.status, 0, finish.output)
+            if let vm {
+                vm.terminate()
+                vm.waitUntilExit()
+            }
+            let info = try Tool.sh("qemu-img info --output=json \(target)")
+            XCTAssertFalse(info.contains("backing-filename"), info)
+            for _ in 0..<100 where kill(Int32(pid), 0) == 0 { usleep(50_000) }
+            XCTAssertNotEqual(kill(Int32(pid), 0), 0, "the export has stopped")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(target).nbd.sock"))
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(target).instant.json"))
+            _ = try Tool.sh("qemu-img compare -f qcow2 -F raw \(target) \(expected)")
+        }
+        let none = try Tool.dv("restore", "--finish", s.file("nothing.qcow2"))
+        XCTAssertEqual(none.status, 1, none.output)
+        XCTAssertTrue(none.stderr.contains("no instant restore"), none.stderr)
     }
 }
