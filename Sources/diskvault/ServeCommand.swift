@@ -82,7 +82,7 @@ struct ServeCommand: ParsableCommand {
                 fflush(nil)
             }, log: { Terminal.raw("diskvault: serve: \($0)") })
         }
-        let line = "stopped: \(report.connections) connection(s), \(report.requests) request(s), \(ByteCount.format(report.bytesRead)) read, \(report.errors) failed read(s)"
+        let line = "stopped: \(report.connections) connection(s), \(report.requests) request(s), \(ByteCount.format(report.bytesRead)) read, \(report.errors) failed read(s), \(report.chunkLoads) chunk load(s), \(report.cacheHits) cache hit(s)"
         if json { Terminal.raw(line); return }
         print(line)
     }

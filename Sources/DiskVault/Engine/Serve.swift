@@ -60,6 +60,9 @@ public struct ServeReport: Codable, Sendable {
     public var bytesRead: UInt64
     public var errors: Int
     public var refusedConnections: Int
+    /// Chunks loaded (read, checked, inflated) and reads of a chunk the cache already held.
+    public var chunkLoads: Int
+    public var cacheHits: Int
     public var seconds: Double
 }
 
@@ -95,7 +98,8 @@ public enum Serve {
             if s.errors > 0 { outcome.warnings = ["\(s.errors) read(s) failed: see the log"] }
             return ServeReport(
                 disk: point.disk, point: point.id, size: image.size, uri: uri, connections: s.connections, requests: s.requests,
-                bytesRead: s.bytesRead, errors: s.errors, refusedConnections: s.refusedConnections, seconds: Date().timeIntervalSince(started))
+                bytesRead: s.bytesRead, errors: s.errors, refusedConnections: s.refusedConnections,
+                chunkLoads: image.cacheCounts.loads, cacheHits: image.cacheCounts.hits, seconds: Date().timeIntervalSince(started))
         }
     }
 

@@ -38,7 +38,7 @@ final class NBDServer: @unchecked Sendable {
 
     /// The most bytes a request may read (and a write may carry before it is refused): the protocol's default.
     static let maxPayload = 32 << 20
-    /// Bytes of data sent per reply piece: a chunk is held in the cache only while one piece is copied out.
+    /// Bytes of data sent per reply piece: the size of each connection's buffer.
     static let segment = 256 << 10
     /// The most bytes of option data taken; a longer option is refused (and one over 1 MiB ends the connection).
     static let maxOption = 4096
@@ -58,6 +58,9 @@ final class NBDServer: @unchecked Sendable {
     private let state = NSCondition()
     private var open: [Int32: Thread] = [:]
     private var counters = Counters()
+    /// Connections answering a read now: a chunk is loaded ahead only while a core would otherwise idle.
+    private var reading = 0
+    private let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
     private static let zeros = ByteBuffer(capacity: segment)
 
     init(image: PointImage, exportName: String, maxConnections: Int, log: @escaping @Sendable (String) -> Void) {
@@ -110,6 +113,16 @@ final class NBDServer: @unchecked Sendable {
         state.unlock()
     }
 
+    /// Counts a read from its start to its end (`body`); true for `body` when fewer reads run than cores.
+    func reading<T>(_ body: (_ coreIdle: Bool) throws -> T) rethrows -> T {
+        state.lock()
+        reading += 1
+        let idle = reading < cores
+        state.unlock()
+        defer { state.lock(); reading -= 1; state.unlock() }
+        return try body(idle)
+    }
+
     func count(_ change: (inout Counters) -> Void) {
         state.lock()
         change(&counters)
@@ -128,8 +141,11 @@ private final class Connection {
     let fd: Int32
     var structured = false
     var allocationContext = false
-    /// A reply piece waiting to be sent (structured replies: the last piece carries the DONE flag).
-    let buffer = ByteBuffer(capacity: NBDServer.segment + 64)
+    /// Where a piece of a reply is copied out of the cache before it is sent (and the data of a refused write goes).
+    let buffer = ByteBuffer(capacity: NBDServer.segment)
+    /// Where the last read ended: a read that starts there is sequential, and the chunk after it is loaded
+    /// ahead while this one is sent.
+    var lastEnd: UInt64? = nil
 
     init(server: NBDServer, fd: Int32) {
         self.server = server
@@ -348,7 +364,7 @@ private final class Connection {
                     try error(cookie, W.EINVAL, "read of \(length) bytes at \(offset) outside the disk or too large")
                     continue
                 }
-                try read(cookie, offset: offset, length: Int(length))
+                try server.reading { idle in try read(cookie, offset: offset, length: Int(length), readAhead: idle) }
             case W.cmdWrite:
                 guard Int(length) <= NBDServer.maxPayload else { throw Closed(why: "a write of \(length) bytes") }
                 try discard(Int(length))
@@ -406,8 +422,13 @@ private final class Connection {
         try send(b.bytes)
     }
 
-    private func read(_ cookie: UInt64, offset: UInt64, length: Int) throws {
+    /// Answers a read; `readAhead`: when it continues the last one, the chunk after it is loaded meanwhile.
+    private func read(_ cookie: UInt64, offset: UInt64, length: Int, readAhead: Bool) throws {
         let image = server.image
+        if length > 0 {
+            if readAhead, offset == lastEnd { image.prefetch(chunk: Int((offset + UInt64(length) - 1) / UInt64(image.chunkSize)) + 1) }
+            lastEnd = offset + UInt64(length)
+        }
         if length == 0 {
             return structured ? try send(chunkHeader(W.replyFlagDone, W.replyNone, cookie, 0).bytes) : try simple(cookie, 0)
         }
@@ -422,7 +443,7 @@ private final class Connection {
             }
             try simple(cookie, 0)
             do {
-                try image.read(offset: offset, length: length, segment: NBDServer.segment) { (piece) throws(DiskVaultError) in
+                try image.read(offset: offset, length: length, into: buffer) { (piece) throws(DiskVaultError) in
                     do {
                         switch piece {
                         case .data(_, let bytes): try send(bytes)
@@ -444,37 +465,27 @@ private final class Connection {
             server.count { $0.bytesRead += UInt64(length) }
             return
         }
-        // Structured: one chunk per piece (data, or a hole for zeros), the last with DONE; a chunk that cannot be
-        // read ends the reply with an error for its offset.
-        var pending: (type: UInt16, offset: UInt64, length: Int)? = nil
-        func flush(done: Bool) throws {
-            guard let p = pending else { return }
-            pending = nil
-            let flags = done ? W.replyFlagDone : 0
-            if p.type == W.replyOffsetHole {
-                var b = chunkHeader(flags, p.type, cookie, 12)
-                b.u64(p.offset)
-                b.u32(UInt32(p.length))
-                try send(b.bytes)
-            } else {
-                var b = chunkHeader(flags, p.type, cookie, 8 + p.length)
-                b.u64(p.offset)
-                try b.bytes.withUnsafeBytes { head in try send(head, buffer.prefix(p.length)) }
-            }
-        }
-        var failedAt: UInt64? = nil
-        var failure: DiskVaultError? = nil
+        // Structured: one chunk per piece (data, or a hole for zeros), sent as it comes, the last with
+        // DONE; a chunk that cannot be read ends the reply with an error for its offset.
+        let end = offset + UInt64(length)
+        var sent = offset
         var hungUp = false
         do {
-            try image.read(offset: offset, length: length, segment: NBDServer.segment) { (piece) throws(DiskVaultError) in
+            try image.read(offset: offset, length: length, into: buffer) { (piece) throws(DiskVaultError) in
                 do {
-                    try flush(done: false)
                     switch piece {
                     case .data(let at, let bytes):
-                        buffer.storage.copyMemory(from: bytes)
-                        pending = (W.replyOffsetData, at, bytes.count)
+                        let done = at + UInt64(bytes.count) == end
+                        var b = chunkHeader(done ? W.replyFlagDone : 0, W.replyOffsetData, cookie, 8 + bytes.count)
+                        b.u64(at)
+                        try b.bytes.withUnsafeBytes { head in try send(head, bytes) }
+                        sent = at + UInt64(bytes.count)
                     case .zeros(let at, let n):
-                        pending = (W.replyOffsetHole, at, n)
+                        var b = chunkHeader(at + UInt64(n) == end ? W.replyFlagDone : 0, W.replyOffsetHole, cookie, 12)
+                        b.u64(at)
+                        b.u32(UInt32(n))
+                        try send(b.bytes)
+                        sent = at + UInt64(n)
                     }
                 } catch {
                     hungUp = true
@@ -483,17 +494,11 @@ private final class Connection {
             }
         } catch {
             if hungUp { throw Closed(why: nil) }
-            failure = error
-            // Where the bad chunk starts: after what was sent and what waits.
-            failedAt = pending.map { $0.offset + UInt64($0.length) } ?? offset
-        }
-        if let failure, let failedAt {
-            server.log("read of \(length) bytes at \(offset): \(failure)")
+            server.log("read of \(length) bytes at \(offset): \(error)")
             server.count { $0.errors += 1 }
-            try flush(done: false)
-            return try error(cookie, W.EIO, "\(failure)", offset: failedAt)
+            // Where the bad chunk starts: after what was sent.
+            return try self.error(cookie, W.EIO, "\(error)", offset: sent)
         }
-        try flush(done: true)
         server.count { $0.bytesRead += UInt64(length) }
     }
 

@@ -17,8 +17,12 @@ public final class PointImage: @unchecked Sendable {
     private let entries: FileDescriptor
     private let cache: ChunkCache
 
-    /// The most bytes of whole chunks the cache holds (at least three chunks whatever the chunk size).
-    public static let cacheBytes = 24 << 20
+    /// The cache for chunks of `chunkSize`: 16 MiB of whole chunks (at least two), and loaders (one per core,
+    /// each with a codec whose buffer may hold a compressed chunk) within 8 MiB (at least one). 4 MiB chunks:
+    /// 4 slots and 2 loaders, 24 MiB at most; 16 MiB chunks: 2 and 1, the 48 MiB of a restore's pipeline.
+    public static func cacheSizing(chunkSize: Int) -> (slots: Int, loaders: Int) {
+        (max(2, (16 << 20) / chunkSize), max(1, min(ProcessInfo.processInfo.activeProcessorCount, (8 << 20) / chunkSize)))
+    }
 
     public init(vault: Vault, point: RecoveryPoint) throws(DiskVaultError) {
         self.point = point
@@ -29,7 +33,8 @@ public final class PointImage: @unchecked Sendable {
         chunks = vault.chunks
         let file = try FileDescriptor.anonymousTemporary(doing: "cannot keep the index of point \(point.id)")
         entries = file
-        cache = ChunkCache(slots: max(3, Self.cacheBytes / index.chunkSize), chunkSize: index.chunkSize, framing: vault.storage.blobFraming.before)
+        let sizing = Self.cacheSizing(chunkSize: index.chunkSize)
+        cache = ChunkCache(slots: sizing.slots, chunkSize: index.chunkSize, framing: vault.storage.blobFraming.before, loaders: sizing.loaders)
         // Entries go out 2048 at a time; a run of zero chunks is skipped, a hole in the file that reads as zeros.
         var batch = [Digest256]()
         batch.reserveCapacity(2048)
@@ -60,6 +65,9 @@ public final class PointImage: @unchecked Sendable {
         try file.truncate(to: UInt64(chunkCount) * 32)
     }
 
+    /// Chunks loaded so far, and reads the cache answered.
+    public var cacheCounts: (loads: Int, hits: Int) { cache.counts }
+
     /// The digest of chunk `i`; `.zero` for a chunk of zeros.
     public func digest(ofChunk i: Int) throws(DiskVaultError) -> Digest256 {
         precondition(i >= 0 && i < chunkCount)
@@ -75,16 +83,18 @@ public final class PointImage: @unchecked Sendable {
         return Int(min(UInt64(chunkSize), size - start))
     }
 
-    /// A piece of a read, in order: bytes of a chunk (valid only during the call) or a run of zeros.
+    /// A piece of a read, in order: bytes of a chunk (in the caller's buffer, valid only during the call) or a
+    /// run of zeros.
     public enum Piece {
         case data(offset: UInt64, UnsafeRawBufferPointer)
         case zeros(offset: UInt64, length: Int)
     }
 
-    /// Calls `body` with the pieces of `[offset, offset + length)` in order, at most `segment` bytes of data at
-    /// a time (a chunk is held in the cache only while `body` runs). A chunk that cannot be read throws before
-    /// any of its bytes are given.
-    public func read(offset: UInt64, length: Int, segment: Int, _ body: (Piece) throws(DiskVaultError) -> Void) throws(DiskVaultError) {
+    /// Calls `body` with the pieces of `[offset, offset + length)` in order, data copied out of the cache into
+    /// `buffer` (at most its size at a time): a chunk is held in the cache only while a piece is copied, never
+    /// while `body` runs, so a client slow to take its reply holds no slot. A chunk that cannot be read throws
+    /// before any of its bytes are given.
+    public func read(offset: UInt64, length: Int, into buffer: ByteBuffer, _ body: (Piece) throws(DiskVaultError) -> Void) throws(DiskVaultError) {
         precondition(offset + UInt64(length) <= size)
         var at = offset
         let end = offset + UInt64(length)
@@ -100,13 +110,27 @@ public final class PointImage: @unchecked Sendable {
                 continue
             }
             while at < upto {
-                let piece = Int(min(upto - at, UInt64(segment)))
-                try cache.with(digest, length: n, chunks: chunks) { (bytes) throws(DiskVaultError) in
+                let piece = Int(min(upto - at, UInt64(buffer.storage.count)))
+                try cache.with(digest, length: n, chunks: chunks) { bytes in
                     let from = Int(at - chunkStart)
-                    try body(.data(offset: at, UnsafeRawBufferPointer(rebasing: bytes[from..<from + piece])))
+                    buffer.storage.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[from..<from + piece]))
                 }
+                try body(.data(offset: at, buffer.prefix(piece)))
                 at += UInt64(piece)
             }
+        }
+    }
+
+    /// Starts loading chunk `i` into the cache in the background, unless it is there (or on its way) already
+    /// or as many such loads as there are loaders run: a sequential reader then finds the next chunk checked
+    /// and inflated while it takes this one. A chunk that cannot be read is left for the read that needs it to
+    /// report.
+    public func prefetch(chunk i: Int) {
+        guard i >= 0, i < chunkCount, let digest = try? digest(ofChunk: i), !digest.isZero, cache.beginPrefetch(of: digest) else { return }
+        let n = length(ofChunk: i)
+        DispatchQueue.global(qos: .utility).async { [self] in
+            try? cache.with(digest, length: n, chunks: chunks) { _ in }
+            cache.endPrefetch()
         }
     }
 
@@ -160,12 +184,32 @@ final class ChunkCache: @unchecked Sendable {
     private var clock = 0
     private let offset: Int
     private var codecs: [BlobCodec]
+    private var prefetching = 0
+    private var loads = 0, hits = 0
+    var counts: (loads: Int, hits: Int) { condition.lock(); defer { condition.unlock() }; return (loads, hits) }
+    private let prefetchLimit: Int
 
-    init(slots count: Int, chunkSize: Int, framing: Int, loaders: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)) {
+    init(slots count: Int, chunkSize: Int, framing: Int, loaders: Int) {
         codecs = (0..<loaders).map { _ in BlobCodec(chunkSize: chunkSize) }
+        prefetchLimit = loaders
         slots = Array(repeating: Slot(), count: count)
         buffers = (0..<count).map { _ in ByteBuffer(capacity: BlobCodec.frameCapacity(chunkSize: chunkSize) + framing) }
         offset = Blob.headerSize + framing
+    }
+
+    /// True when a background load of `digest` may start: no slot has it and fewer than one per loader run.
+    func beginPrefetch(of digest: Digest256) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard prefetching < prefetchLimit, !slots.contains(where: { $0.digest == digest }) else { return false }
+        prefetching += 1
+        return true
+    }
+
+    func endPrefetch() {
+        condition.lock()
+        prefetching -= 1
+        condition.unlock()
     }
 
     /// Runs `body` with the checked bytes of chunk `digest` (`length` bytes), loading it when no slot has it.
@@ -179,6 +223,7 @@ final class ChunkCache: @unchecked Sendable {
                     continue
                 }
                 slot = s
+                hits += 1
                 break
             }
             // The least recently used slot nobody holds; wait when every slot is held.
@@ -191,6 +236,7 @@ final class ChunkCache: @unchecked Sendable {
                 continue
             }
             slots[free] = Slot(digest: digest, loading: true, users: 1, lastUse: clock)
+            loads += 1
             condition.unlock()
             let loaded: Result<UnsafeRawBufferPointer, DiskVaultError>
             do {

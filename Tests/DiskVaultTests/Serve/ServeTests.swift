@@ -230,6 +230,92 @@ final class ServeTests: XCTestCase {
         XCTAssertTrue(try fileBytesEqual(s.file("copy.img"), image))
     }
 
+    /// 64 clients at once, each connected before any reads 1 MiB of the file system (as many as
+    /// --max-connections allows are served, the rest refused at once, none given wrong bytes); requests of no length, over the limit, with
+    /// a bad magic, and a client that hangs up 1000 bytes into a 32 MiB reply: the server stays up, its peak
+    /// memory within 64 MiB, and an honest client then copies the disk exactly.
+    func testManyClientsAndBrokenRequests() throws {
+        try Tool.require("nbdcopy", "python3")
+        let s = try Scratch(self)
+        let (vault, image) = try makeVault(s)
+        let socket = s.file("s.sock")
+        let server = try serve(s, ["--vault", vault, "--disk", "web", "--socket", socket])
+        defer { _ = server.stop() }
+        let crowd = try Tool.run("python3", ["-c", """
+            import random, socket, struct, sys, threading
+            path, image = sys.argv[1], open(sys.argv[2], 'rb').read()
+            def recvall(c, n):
+                out = b''
+                while len(out) < n:
+                    got = c.recv(n - len(out))
+                    if not got: break
+                    out += got
+                return out
+            def connect():
+                c = socket.socket(socket.AF_UNIX); c.settimeout(60); c.connect(path)
+                hello = recvall(c, 18)
+                if len(hello) < 18: return None
+                c.sendall(struct.pack('>I', 3) + struct.pack('>QII', 0x49484156454F5054, 1, 3) + b'web')
+                if len(recvall(c, 10)) < 10: return None
+                return c
+            def request(c, offset, length, magic=0x25609513):
+                c.sendall(struct.pack('>IHHQQI', magic, 0, 0, 7, offset, length))
+            def reply(c):
+                head = recvall(c, 16)
+                if len(head) < 16: return None
+                magic, err, cookie = struct.unpack('>IIQ', head)
+                assert magic == 0x67446698 and cookie == 7, head
+                return err
+            outcome = {}
+            together = threading.Barrier(64)
+            def client(n):
+                try:
+                    try:
+                        c = connect()
+                    finally:
+                        together.wait()
+                    if c is None: outcome[n] = 'refused'; return
+                    offset = random.Random(n).randrange(0, 24) << 20
+                    request(c, offset, 1 << 20)
+                    err = reply(c)
+                    if err is None: outcome[n] = 'refused'; return
+                    data = recvall(c, 1 << 20) if err == 0 else b''
+                    outcome[n] = 'ok' if err == 0 and data == image[offset:offset + (1 << 20)] else 'wrong %r' % err
+                    c.close()
+                except (ConnectionResetError, BrokenPipeError):
+                    outcome[n] = 'refused'
+            threads = [threading.Thread(target=client, args=(n,)) for n in range(64)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+            values = list(outcome.values())
+            print('ok', values.count('ok'), 'refused', values.count('refused'), 'other', [v for v in values if v not in ('ok', 'refused')])
+            # One connection, broken requests in turn.
+            c = connect(); request(c, 0, 0); print('empty', reply(c))
+            request(c, 0, 33 << 20); print('over the limit', reply(c))
+            request(c, 0, 4096, magic=0x12345678); print('bad magic', reply(c))
+            # A 32 MiB reply, left after 1000 bytes.
+            c = connect(); request(c, 0, 32 << 20); recvall(c, 1000); c.close()
+            c = connect(); request(c, 5 << 20, 4096); err = reply(c)
+            print('after', err, recvall(c, 4096) == image[5 << 20:(5 << 20) + 4096])
+            """, socket, image])
+        XCTAssertEqual(crowd.status, 0, crowd.output)
+        let words = crowd.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+        let ok = try XCTUnwrap(words.firstIndex(of: "ok").flatMap { Int(words[$0 + 1]) }, crowd.output)
+        let refused = try XCTUnwrap(words.firstIndex(of: "refused").flatMap { Int(words[$0 + 1]) }, crowd.output)
+        XCTAssertTrue(crowd.stdout.contains("other []"), "no client got wrong bytes: \(crowd.output)")
+        XCTAssertEqual(ok + refused, 64, crowd.output)
+        XCTAssertEqual(ok, 16, "--max-connections (16) are served: \(crowd.output)")
+        for line in ["empty 0", "over the limit 22", "bad magic None", "after 0 True"] {
+            XCTAssertTrue(crowd.stdout.contains(line), "\(line): \(crowd.output)")
+        }
+        XCTAssertTrue(server.process.isRunning, server.log)
+        let status = try String(contentsOfFile: "/proc/\(server.process.processIdentifier)/status", encoding: .utf8)
+        let peak = try XCTUnwrap(status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }.flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true)[1]) })
+        XCTAssertLessThanOrEqual(peak, 64 << 10, "serve's peak RSS: \(peak) KiB")
+        _ = try Tool.sh("nbdcopy '\(server.uri)' \(s.file("copy.img"))")
+        XCTAssertTrue(try fileBytesEqual(s.file("copy.img"), image))
+    }
+
     /// `restore --instant`: a qcow2 overlay backed by the served point reads as the disk at once; writes land in
     /// the overlay only (the point restores as it was); `restore --finish` copies the rest in, leaves an overlay
     /// with no backing file, and stops the export. Without a VM (qemu-img rebase), and with one running the
