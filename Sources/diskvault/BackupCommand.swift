@@ -14,6 +14,7 @@ struct BackupCommand: ParsableCommand {
 
             Examples:
               diskvault backup vm.qcow2 --vault /backup/v --disk web
+              diskvault backup --vault /backup/v --disk web      # a protected disk: its source and key vault
               diskvault backup --source nbd+unix:///img?socket=/run/exp.sock --vault /backup/v --disk web
               diskvault backup /dev/vg0/db --vault /backup/v --disk db --keyvault kv --principal ops --credential ops.cred
               diskvault backup --qmp /run/vm/web.qmp --drive vda --vault /backup/v --disk web \\
@@ -74,6 +75,21 @@ struct BackupCommand: ParsableCommand {
         options.withoutKeys = withoutKeys
         if let declareEncrypted { options.declared = try LayoutReader.Declaration(parsing: declareEncrypted) }
         let vault = try vaultOptions.open()
+        // A protected disk backed up on demand with no source given: as it is protected (its source, key vault
+        // and declarations), a point of trigger on-demand.
+        if image == nil, source == nil, live.qmp == nil, let protected = try vault.protectedDisks().first(where: { $0.disk == disk }) {
+            guard format == nil, drive == nil, declareEncrypted == nil else {
+                throw DiskVaultError(.usage, "disk \(disk) is protected: its source and declarations are its protection's (change them with protect add), or give the image")
+            }
+            try live.checkUnused()
+            let manifest = try withProgress("backup \(disk)") { progress in
+                try protected.backUp(vault, base: options, policy: try? vault.policy(protected.policy), control: lock.control, observer: progress)
+            }
+            if output.json { printJSON(manifest); return }
+            print("disk \(disk) is protected: backed up from \(protected.source)")
+            printSummary(manifest)
+            return
+        }
         if let qmp = live.qmp {
             guard image == nil && source == nil && format == nil && !allowLive else {
                 throw DiskVaultError(.usage, "--qmp reads the drive through qemu: give no image, --source, --format or --allow-live with it")
@@ -96,7 +112,7 @@ struct BackupCommand: ParsableCommand {
         guard drive == nil else { throw DiskVaultError(.usage, "--drive goes with --qmp") }
         try live.checkUnused()
         guard (image == nil) != (source == nil) else {
-            throw DiskVaultError(.usage, "give the image to back up, or --source URI (one of them)")
+            throw DiskVaultError(.usage, image == nil ? "give the image to back up, or --source URI (or protect disk \(disk) first: protect add)" : "give the image to back up, or --source URI (one of them)")
         }
         if let source, !ImageSource.isNBDURI(source) {
             throw DiskVaultError(.usage, "--source \(source) is not an NBD URI (nbd://…, nbds://…, nbd+unix:///…?socket=…)")
@@ -135,7 +151,7 @@ func printSummary(_ manifest: Manifest) {
               taken    \(manifest.consistency?.rawValue ?? "cold")\(liveSummary(manifest))
               read     \(ByteCount.format(s.readBytes)) in \(seconds(s.seconds)) (\(rate(manifest.source.size, s.seconds))), holes skipped \(ByteCount.format(s.holeBytes))
               chunks   \(s.chunks): \(s.newChunks) new, \(s.reusedChunks) already in the vault, \(s.zeroChunks) zero
-              stored   \(ByteCount.format(s.storedBytes)) for \(ByteCount.format(s.newBytes)) of new data (\(s.compressedChunks) chunks compressed)
+              stored   \(ByteCount.format(s.storedBytes)) for \(ByteCount.format(s.newBytes)) of new data (\(s.compressedChunks) \(s.compressedChunks == 1 ? "chunk" : "chunks") compressed)
             """)
         for link in (manifest.source.chain ?? []).dropFirst() { print("  backing  \(link.path) (\(link.format))") }
         if let live = manifest.live, live.freezeStatus != nil || live.thawStatus != nil {

@@ -15,6 +15,23 @@ struct KeyVaultCommand: ParsableCommand {
     )
 }
 
+/// Which key vault: the positional KEYVAULT, or --keyvault, or DISKVAULT_KEYVAULT.
+struct KeyVaultPlace: ParsableArguments {
+    @Argument(help: ArgumentHelp("The key vault's directory (or --keyvault, or DISKVAULT_KEYVAULT).", valueName: "keyvault"))
+    var positional: String?
+    @Option(name: .customLong("keyvault"), help: ArgumentHelp("The key vault's directory.", valueName: "keyvault"))
+    var option: String?
+
+    var path: String { positional ?? option ?? Environment.value("DISKVAULT_KEYVAULT") ?? "" }
+
+    func validate() throws {
+        if let positional, let option, positional != option {
+            throw ValidationError("two key vaults given: \(positional) and --keyvault \(option)")
+        }
+        if path.isEmpty { throw ValidationError("no key vault given: pass KEYVAULT, --keyvault KEYVAULT or set DISKVAULT_KEYVAULT") }
+    }
+}
+
 /// The key vault administrator's passphrase: a file, the environment, or a prompt — never argv.
 struct AdminOptions: ParsableArguments {
     @Option(name: .long, help: "File holding the key vault's passphrase.")
@@ -53,15 +70,23 @@ enum Passphrase {
 }
 
 struct KeyVaultInit: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "init", abstract: "Create a key vault in a new or empty directory.")
-    @Argument(help: "Directory for the key vault.") var keyvault: String
+    static let configuration = CommandConfiguration(
+        commandName: "init", abstract: "Create a key vault in a new or empty directory.",
+        discussion: """
+        Examples:
+          diskvault keyvault init /srv/kv --passphrase-file admin.pass
+          DISKVAULT_KEYVAULT=/srv/kv diskvault keyvault init
+        """)
+    @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
     @Option(name: .long, help: "scrypt cost as log2(N), 10–20 (default 15: about 32 MiB and a tenth of a second).")
     var kdfWorkFactor: Int = 15
     @OptionGroup var admin: AdminOptions
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         let kv = try KeyVault.create(keyvault, passphrase: try admin.passphrase(confirm: true), logN: kdfWorkFactor)
-        print("created key vault \(keyvault) (id \(kv.config.id))")
+        output.done("created key vault \(keyvault) (id \(kv.config.id))", ["keyvault": keyvault, "id": kv.config.id])
     }
 }
 
@@ -70,41 +95,63 @@ struct KeyVaultKey: ParsableCommand {
                                                     subcommands: [Create.self, Import.self, Delete.self])
 
     struct Create: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a standalone key.")
-        @Argument var keyvault: String
+        static let configuration = CommandConfiguration(
+            abstract: "Create a standalone key.",
+            discussion: """
+            Examples:
+              diskvault keyvault key create /srv/kv --name kek --kind rsa-3072
+              diskvault keyvault key create --keyvault /srv/kv --name aes-kek --kind aes-256 --json
+            """)
+        @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
         @Option(name: .long, help: "Key name.") var name: String
         @Option(name: .long, help: "rsa-2048, rsa-3072 or aes-256.") var kind: String = "rsa-2048"
         @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
         func run() throws {
             guard let keyKind = KeyVault.KeyKind(rawValue: kind), keyKind != .rsa4096 else {
                 throw DiskVaultError(.usage, "key kind must be rsa-2048, rsa-3072 or aes-256, not \(kind)")
             }
             let record = try admin.open(keyvault).createKey(name: name, kind: keyKind)
-            print("created key \(record.name) version \(record.version) (\(record.kind))")
+            output.done("created key \(record.name) version \(record.version) (\(record.kind))", KeyFields(record))
         }
     }
 
     struct Import: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Import a standalone PEM private key (certificates are refused).")
-        @Argument var keyvault: String
+        static let configuration = CommandConfiguration(
+            abstract: "Import a standalone PEM private key (certificates are refused).",
+            discussion: """
+            Examples:
+              diskvault keyvault key import /srv/kv --name kek --file kek.pem
+            """)
+        @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
         @Option(name: .long, help: "Key name.") var name: String
         @Option(name: .long, help: "PEM file holding the private key.") var file: String
         @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
         func run() throws {
             let pem = try FileSystem.readFile(file, limit: 1 << 20)
             let record = try admin.open(keyvault).importKey(name: name, pem: pem, source: file)
-            print("imported key \(record.name) version \(record.version) (\(record.kind))")
+            output.done("imported key \(record.name) version \(record.version) (\(record.kind))", KeyFields(record))
         }
     }
 
     struct Delete: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete a key and all its versions.")
-        @Argument var keyvault: String
-        @Option(name: .long) var name: String
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a key and all its versions.",
+            discussion: """
+            Examples:
+              diskvault keyvault key delete /srv/kv --name old-kek
+            """)
+        @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
+        @Option(name: .long, help: "Its name.") var name: String
         @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
         func run() throws {
             try admin.open(keyvault).deleteKey(name: name)
-            print("deleted key \(name)")
+            output.done("deleted key \(name)", ["key": name])
         }
     }
 }
@@ -114,54 +161,94 @@ struct KeyVaultSecret: ParsableCommand {
                                                     subcommands: [Set.self, Get.self, Delete.self])
 
     struct Set: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Store a new version of a secret: a LUKS passphrase or key file, or a BitLocker .BEK.")
-        @Argument var keyvault: String
+        static let configuration = CommandConfiguration(
+            abstract: "Store a new version of a secret: a LUKS passphrase or key file, or a BitLocker .BEK.",
+            discussion: """
+                The file is stored byte for byte: a passphrase written with `echo` ends with a newline, which is \
+                part of the key unless --strip-newline drops it. --check IMAGE tries the key on the disk's header \
+                first and stores nothing when it does not open it.
+
+                Examples:
+                  diskvault keyvault secret set --keyvault /kv --name web-bek --file web.key --volume 8d1e…-uuid --check web.img
+                  printf %s "$PASS" > p && diskvault keyvault secret set /kv --name db --file p --wrap-key kek --check /dev/vg0/db
+                """)
+        @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
         @Option(name: .long, help: "Secret name.") var name: String
         @Option(name: .long, help: "File holding the BEK.") var file: String
         @Option(name: .long, help: "Wrap the BEK with this key (KEK) before storing it.") var wrapKey: String?
         @Option(name: .long, help: "The volume it unlocks: a LUKS UUID or a BitLocker key GUID (the .BEK file's name).")
         var volume: String?
         @Option(name: .long, help: "A tag K=V (repeatable).") var tag: [String] = []
+        @Option(name: .long, help: ArgumentHelp("Check the key against this disk image's LUKS or BitLocker header before storing it.", valueName: "image"))
+        var check: String?
+        @Flag(name: .long, help: "Drop a trailing newline (or CR LF) from the file, as `echo KEY > FILE` leaves one.") var stripNewline = false
         @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
         func run() throws {
             var tags: [String: String] = [:]
             for t in tag {
                 guard let eq = t.firstIndex(of: "="), eq != t.startIndex else { throw DiskVaultError(.usage, "--tag needs K=V, not \(t)") }
                 tags[String(t[..<eq])] = String(t[t.index(after: eq)...])
             }
-            let value = try FileSystem.readFile(file, limit: 1 << 16)
+            var value = try FileSystem.readFile(file, limit: 1 << 16)
+            if stripNewline {
+                if value.last == 0x0A { value.removeLast() }
+                if value.last == 0x0D { value.removeLast() }
+            }
             var volumeID = volume
             // A .BEK file is named by its key's GUID: link it to that volume key unless told otherwise.
             if volumeID == nil, file.uppercased().hasSuffix(".BEK") {
                 volumeID = String(FileSystem.lastComponent(of: file).dropLast(4))
             }
+            if let check {
+                let (label, how) = try KeyCheck.check(key: value, image: check, volume: volumeID)
+                Terminal.raw("diskvault: the key opens \(label) of \(check) (\(how))")
+            }
             let record = try admin.open(keyvault).setSecret(name: name, value: value, wrapKey: wrapKey, volume: volumeID, tags: tags)
-            print("stored secret \(record.name) version \(record.version)\(record.wrap.map { " wrapped by key \($0.key) (\($0.algorithm))" } ?? "")\(record.volume.map { " for volume \($0)" } ?? "")")
+            output.done("stored secret \(record.name) version \(record.version)\(record.wrap.map { " wrapped by key \($0.key) (\($0.algorithm))" } ?? "")\(record.volume.map { " for volume \($0)" } ?? "")",
+                        SecretFields(name: record.name, version: record.version, volume: record.volume, wrappedBy: record.wrap?.key))
         }
     }
 
     struct Get: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Write a secret's BEK (unwrapped) to a file.")
-        @Argument var keyvault: String
-        @Option(name: .long) var name: String
-        @Option(name: .long) var version: Int?
+        static let configuration = CommandConfiguration(
+            abstract: "Write a secret's BEK (unwrapped) to a file.",
+            discussion: """
+            Examples:
+              diskvault keyvault secret get /srv/kv --name web-bek --out web.key
+              diskvault keyvault secret get /srv/kv --name web-bek --secret-version 2 --out web-v2.key
+            """)
+        @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
+        @Option(name: .long, help: "Its name.") var name: String
+        @Option(name: .customLong("secret-version"), help: "Which version (default: the newest).") var version: Int?
         @Option(name: .long, help: "Where to write the BEK (created with mode 0600).") var out: String
         @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
         func run() throws {
             let kv = try admin.open(keyvault)
-            let value = try kv.unwrappedValue(of: try kv.secret(name: name, version: version))
-            try writePrivateFile(out, value)
+            let record = try kv.secret(name: name, version: version)
+            try writePrivateFile(out, try kv.unwrappedValue(of: record))
+            output.done("wrote secret \(record.name) version \(record.version) to \(out)", ["secret": record.name, "version": "\(record.version)", "file": out])
         }
     }
 
     struct Delete: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete a secret and all its versions.")
-        @Argument var keyvault: String
-        @Option(name: .long) var name: String
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a secret and all its versions.",
+            discussion: """
+            Examples:
+              diskvault keyvault secret delete /srv/kv --name old-bek
+            """)
+        @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
+        @Option(name: .long, help: "Its name.") var name: String
         @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
         func run() throws {
             try admin.open(keyvault).deleteSecret(name: name)
-            print("deleted secret \(name)")
+            output.done("deleted secret \(name)", ["secret": name])
         }
     }
 }
@@ -181,13 +268,21 @@ struct KeyVaultAccessCommand: ParsableCommand {
     }
 
     struct Grant: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Grant permissions and issue the principal's credential file.")
-        @Argument var keyvault: String
-        @Option(name: .long) var principal: String
+        static let configuration = CommandConfiguration(
+            abstract: "Grant permissions and issue the principal's credential file.",
+            discussion: """
+            Examples:
+              diskvault keyvault access grant /srv/kv --principal backup-host1 --keys get,list --secrets get,list --credential-out host1.cred
+              diskvault keyvault access grant /srv/kv --principal restorer --keys get,list,unwrap,restore --secrets get,list,restore --credential-out restorer.cred
+            """)
+        @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
+        @Option(name: .long, help: "The principal: a backup host or a restorer, by name.") var principal: String
         @Option(name: .long, help: "Permissions on keys: get,list,set,delete,wrap,unwrap,backup,restore.") var keys: String?
         @Option(name: .long, help: "Permissions on secrets: get,list,set,delete,backup,restore.") var secrets: String?
         @Option(name: .long, help: "Where to write the credential (mode 0600).") var credentialOut: String
         @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
         func run() throws {
             guard !FileSystem.exists(credentialOut) else { throw DiskVaultError(.alreadyExists, "credential file exists (it must not exist yet)", path: credentialOut) }
             let keyPermissions = try KeyVaultAccessCommand.permissions(keys)
@@ -199,40 +294,55 @@ struct KeyVaultAccessCommand: ParsableCommand {
             let credential = try kv.grantAccess(
                 principal: principal, keys: try KeyVaultAccessCommand.permissions(keys), secrets: try KeyVaultAccessCommand.permissions(secrets))
             try writePrivateFile(credentialOut, credential)
-            print("granted \(principal): keys [\(keys ?? "")], secrets [\(secrets ?? "")]; credential in \(credentialOut)")
+            output.done("granted \(principal): keys [\(keys ?? "")], secrets [\(secrets ?? "")]; credential in \(credentialOut)",
+                        ["principal": principal, "keys": keys ?? "", "secrets": secrets ?? "", "credential": credentialOut])
         }
     }
 
     struct Rotate: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Issue a principal a new credential with the same permissions; the old one stops working.",
-            discussion: "Every capability the old credential held gets a new key and every item is sealed again, as on revoke.")
-        @Argument var keyvault: String
-        @Option(name: .long) var principal: String
+            discussion: """
+            Every capability the old credential held gets a new key and every item is sealed again, as on revoke.
+
+            Examples:
+              diskvault keyvault access rotate /srv/kv --principal backup-host1 --credential-out host1.cred.new
+            """)
+        @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
+        @Option(name: .long, help: "The principal: a backup host or a restorer, by name.") var principal: String
         @Option(name: .long, help: "Where to write the new credential (mode 0600).") var credentialOut: String
         @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
         func run() throws {
             guard !FileSystem.exists(credentialOut) else { throw DiskVaultError(.alreadyExists, "credential file exists (it must not exist yet)", path: credentialOut) }
             let kv = try admin.open(keyvault)
             let credential = try kv.rotateCredential(principal: principal)
             for q in kv.quarantined { Terminal.warning("moved aside (it does not check or open): \(q)") }
             try writePrivateFile(credentialOut, credential)
-            print("rotated the credential of \(principal); new credential in \(credentialOut)")
+            output.done("rotated the credential of \(principal); new credential in \(credentialOut)", ["principal": principal, "credential": credentialOut])
         }
     }
 
     struct Revoke: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Revoke a principal's access; its credential stops working.",
-            discussion: "Every capability it held gets a new key and every item is sealed again: what it copied out opens nothing written from now on.")
-        @Argument var keyvault: String
-        @Option(name: .long) var principal: String
+            discussion: """
+            Every capability it held gets a new key and every item is sealed again: what it copied out opens nothing written from now on.
+
+            Examples:
+              diskvault keyvault access revoke /srv/kv --principal backup-host1
+            """)
+        @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
+        @Option(name: .long, help: "The principal: a backup host or a restorer, by name.") var principal: String
         @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
         func run() throws {
             let kv = try admin.open(keyvault)
             try kv.revokeAccess(principal: principal)
             for q in kv.quarantined { Terminal.warning("moved aside (it does not check or open): \(q)") }
-            print("revoked \(principal)")
+            output.done("revoked \(principal)", ["principal": principal])
         }
     }
 }
@@ -261,11 +371,18 @@ struct KeyVaultEscrow: ParsableCommand {
         subcommands: [Add.self, Remove.self, List.self])
 
     struct Add: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Escrow every key and secret to an encrypted vault (every item is sealed again).")
-        @Argument var keyvault: String
+        static let configuration = CommandConfiguration(
+            abstract: "Escrow every key and secret to an encrypted vault (every item is sealed again).",
+            discussion: """
+            Examples:
+              diskvault keyvault escrow add /srv/kv --vault /backup/v --vault-passphrase-file v.pass
+            """)
+        @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
         @Option(name: .long, help: "The encrypted vault to escrow to.") var vault: String
         @Option(name: .long, help: ArgumentHelp("File holding the vault's passphrase.", valueName: "file")) var vaultPassphraseFile: String?
         @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
         func run() throws {
             let file = vaultPassphraseFile
             let v = try Vault.open(vault) { () throws(DiskVaultError) -> [UInt8] in
@@ -283,33 +400,47 @@ struct KeyVaultEscrow: ParsableCommand {
             let moved = try kv.addEscrow(vaultID: v.config.id, publicKey: escrow.publicKeyBytes, location: FileSystem.absolutePath(vault))
             for q in moved { Terminal.warning("moved aside (it does not check or open): \(q)") }
             Terminal.warning("whoever holds the recovery passphrase of vault \(vault)'s escrow key (and its passphrase) can now read every key and secret of key vault \(keyvault)")
-            print("key vault \(keyvault) escrows its keys and secrets to vault \(vault) (id \(v.config.id)); points backed up from now on carry keys that outlive the key vault")
+            output.done("key vault \(keyvault) escrows its keys and secrets to vault \(vault) (id \(v.config.id)); points backed up from now on carry keys that outlive the key vault",
+                        ["keyvault": keyvault, "vault": vault, "vaultID": v.config.id])
         }
     }
 
     struct Remove: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stop escrowing to a vault (every item is sealed again without it).",
-            discussion: "Key backups already stored in that vault stay restorable with its passphrase; only new ones are not escrowed.")
-        @Argument var keyvault: String
+            discussion: """
+            Key backups already stored in that vault stay restorable with its passphrase; only new ones are not escrowed.
+
+            Examples:
+              diskvault keyvault escrow remove /srv/kv --vault-id 3598ecfa17d61e1c405fefaef2d90e53
+            """)
+        @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
         @Option(name: .long, help: "The vault's id (see `keyvault escrow list`).") var vaultID: String
         @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
         func run() throws {
             let kv = try admin.open(keyvault)
             let moved = try kv.removeEscrow(vaultID: vaultID)
             for q in moved { Terminal.warning("moved aside (it does not check or open): \(q)") }
-            print("key vault \(keyvault) no longer escrows to vault \(vaultID)")
+            output.done("key vault \(keyvault) no longer escrows to vault \(vaultID)", ["keyvault": keyvault, "vaultID": vaultID])
         }
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The vaults the key vault escrows to.")
-        @Argument var keyvault: String
+        static let configuration = CommandConfiguration(
+            abstract: "The vaults the key vault escrows to.",
+            discussion: """
+            Examples:
+              diskvault keyvault escrow list /srv/kv --json
+            """)
+        @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
         @OptionGroup var admin: AdminOptions
         @OptionGroup var output: OutputOptions
         func run() throws {
             let vaults = try admin.open(keyvault).escrowVaults()
-            if output.json { printJSON(vaults); return }
+            if output.json { printJSON(EscrowListing(vaults: vaults)); return }
             if vaults.isEmpty { print("key vault \(keyvault) escrows to no vault") }
             for v in vaults { print("\(v.vaultID)  \(v.vault)  (since epoch \(v.since))") }
         }
@@ -319,17 +450,24 @@ struct KeyVaultEscrow: ParsableCommand {
 struct KeyVaultPasswd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "passwd", abstract: "Change the key vault's passphrase (the administrator's keys are sealed again).",
-        discussion: "The current passphrase comes from --passphrase-file, DISKVAULT_KEYVAULT_PASSPHRASE or a prompt; the new one from --new-passphrase-file or a prompt (asked twice).")
-    @Argument(help: "The key vault.") var keyvault: String
+        discussion: """
+        The current passphrase comes from --passphrase-file, DISKVAULT_KEYVAULT_PASSPHRASE or a prompt; the new one from --new-passphrase-file or a prompt (asked twice).
+
+        Examples:
+          diskvault keyvault passwd /srv/kv --passphrase-file old.pass --new-passphrase-file new.pass
+        """)
+    @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
     @Option(name: .long, help: "File holding the new passphrase.") var newPassphraseFile: String?
     @Option(name: .long, help: "scrypt cost as log2(N), 10–20 (default: as before).") var kdfWorkFactor: Int?
     @OptionGroup var admin: AdminOptions
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         let kv = try admin.open(keyvault)
         let new = try Passphrase.read(file: newPassphraseFile, environment: "DISKVAULT_KEYVAULT_NEW_PASSPHRASE", prompt: "new key vault passphrase", confirm: true)
         try kv.changePassphrase(new, logN: kdfWorkFactor)
-        print("changed the passphrase of key vault \(keyvault)")
+        output.done("changed the passphrase of key vault \(keyvault)", ["keyvault": keyvault])
     }
 }
 
@@ -344,7 +482,8 @@ struct KeyVaultUpgrade: ParsableCommand {
             Example:
               diskvault keyvault upgrade /backup/kv --credentials-out /root/new-credentials
             """)
-    @Argument(help: "The key vault.") var keyvault: String
+    @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
     @Option(name: .long, help: "Folder for the principals' new credential files (created; files mode 0600).") var credentialsOut: String?
     @OptionGroup var admin: AdminOptions
     @OptionGroup var output: OutputOptions
@@ -368,8 +507,15 @@ struct KeyVaultUpgrade: ParsableCommand {
 }
 
 struct KeyVaultList: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List keys, secrets and access (never their values).")
-    @Argument var keyvault: String
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List keys, secrets and access (never their values).",
+        discussion: """
+        Examples:
+          diskvault keyvault list /srv/kv
+          DISKVAULT_KEYVAULT=/srv/kv diskvault keyvault list --json | jq -r '.secrets[].name'
+        """)
+    @OptionGroup var place: KeyVaultPlace
+        var keyvault: String { place.path }
     @OptionGroup var admin: AdminOptions
     @OptionGroup var output: OutputOptions
 
@@ -406,4 +552,28 @@ func writePrivateFile(_ path: String, _ bytes: [UInt8]) throws {
     try bytes.withUnsafeBytes { try file.writeAll([$0]) }
     try file.sync()
     try file.close()
+}
+
+/// A key's fields in --json output (never its material).
+struct KeyFields: Encodable {
+    var name: String
+    var version: Int
+    var kind: String
+    init(_ record: KeyVault.KeyRecord) {
+        name = record.name
+        version = record.version
+        kind = record.kind.rawValue
+    }
+}
+
+/// A secret's fields in --json output (never its value).
+struct SecretFields: Encodable {
+    var name: String
+    var version: Int
+    var volume: String?
+    var wrappedBy: String?
+}
+
+struct EscrowListing: Encodable {
+    var vaults: [KeyVault.EscrowVault]
 }

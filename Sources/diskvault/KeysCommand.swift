@@ -23,7 +23,7 @@ struct KeysCommand: ParsableCommand {
                   diskvault keys restore --vault /backup/vault --disk web --keyvault /keys/kv2 --principal restorer --credential r2.cred --recovery-passphrase-file recovery.pass
                 """)
         @OptionGroup var vaultOptions: VaultOptions
-        @Option(name: .long) var disk: String
+        @Option(name: .long, help: "The disk whose keys to restore.") var disk: String
         @Option(name: .long, help: "Point id, or latest.") var point: String = "latest"
         @OptionGroup var keys: KeyVaultAccessOptions
         @Option(name: .long, help: ArgumentHelp("File holding the recovery passphrase of the vault's escrow key (only for another key vault than the point's; else DISKVAULT_RECOVERY_PASSPHRASE or a prompt).", valueName: "file"))

@@ -2,7 +2,7 @@ import ArgumentParser
 import DiskVault
 
 struct LockOptions: ParsableArguments {
-    @Option(name: .long, help: "Seconds to wait for a lock another run holds (default 0: fail at once, naming the holder).")
+    @Option(name: .long, help: ArgumentHelp("Seconds to wait for a lock another run holds; 0 fails at once, naming the holder.", valueName: "seconds"))
     var lockWait: Double = 0
 }
 

@@ -4,13 +4,19 @@ import DiskVault
 struct PointsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "points",
-        abstract: "List recovery points (oldest first), or forget one.",
-        subcommands: [List.self, Forget.self], defaultSubcommand: List.self)
+        abstract: "List recovery points (in commit order, disk by disk), compare two, change how long one is kept, or forget one.",
+        subcommands: [List.self, Diff.self, Retain.self, Forget.self], defaultSubcommand: List.self)
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List recovery points, in the order they were committed.",
-            discussion: "Damaged points and points dated in the future are named on standard error.")
+            discussion: """
+            Damaged points and points dated in the future are named on standard error.
+
+            Examples:
+              diskvault points --vault /backup/v
+              diskvault points list --vault /backup/v --disk web --json | jq -r '.points[-1].id'
+            """)
 
         @OptionGroup var vaultOptions: VaultOptions
 

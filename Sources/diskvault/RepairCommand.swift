@@ -4,8 +4,12 @@ import DiskVault
 struct RepairCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "repair",
-        abstract: "Store again the chunks verify found missing or damaged, read from the disks' sources; exit 1 when any stay damaged."
-    )
+        abstract: "Store again the chunks verify found missing or damaged, read from the disks' sources; exit 1 when any stay damaged.",
+        discussion: """
+        Examples:
+          diskvault repair --vault /backup/v
+          diskvault repair --vault /backup/v --disk web --json
+        """)
 
     @OptionGroup var vaultOptions: VaultOptions
 

@@ -27,6 +27,9 @@ struct VMCommand: ParsableCommand {
                 With --qmp, every drive of that qemu (or those --disk NAME=DRIVE names), each named by its qdev id \
                 (vda) unless --disk names it; incremental from qemu's dirty bitmaps like backup --qmp. Without \
                 --qmp, --disk NAME=IMAGE for each image file of the stopped VM.
+
+                Examples:
+                  diskvault vm backup web --qmp /run/vm/web.qmp --vault /backup/v --json
                 """)
 
         @Argument(help: "The VM's name (letters, digits, '.', '_', '-').")
@@ -83,7 +86,13 @@ struct VMCommand: ParsableCommand {
     }
 
     struct Points: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List a VM's points (or every VM's), oldest first.")
+        static let configuration = CommandConfiguration(
+            abstract: "List a VM's points (or every VM's), oldest first.",
+            discussion: """
+            Examples:
+              diskvault vm points web --vault /backup/v
+              diskvault vm points --vault /backup/v --json
+            """)
         @Argument(help: "The VM (default: every VM).") var name: String?
         @OptionGroup var vaultOptions: VaultOptions
         @OptionGroup var output: OutputOptions
@@ -116,7 +125,12 @@ struct VMCommand: ParsableCommand {
     }
 
     struct Verify: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Verify every disk point of a VM point.")
+        static let configuration = CommandConfiguration(
+            abstract: "Verify every disk point of a VM point.",
+            discussion: """
+            Examples:
+              diskvault vm verify web --vault /backup/v --point latest
+            """)
         @Argument(help: "The VM.") var name: String
         @OptionGroup var vaultOptions: VaultOptions
         @Option(name: .long, help: "VM point id, or latest.") var point = "latest"
@@ -164,6 +178,9 @@ struct VMCommand: ParsableCommand {
                 with the encryption rules per disk (an encrypted disk needs --keyvault, --principal and \
                 --credential). <dir>/<vm>.libvirt.xml is a libvirt domain naming every disk; <dir>/<vm>.qemu-args the \
                 qemu command line.
+
+                Examples:
+                  diskvault vm restore web --vault /backup/v --point latest --target-dir /var/lib/libvirt/images/web-restored
                 """)
         @Argument(help: "The VM.") var name: String
         @OptionGroup var vaultOptions: VaultOptions
@@ -230,18 +247,24 @@ struct VMCommand: ParsableCommand {
     }
 
     struct Forget: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a VM point: every disk point it holds, then its record.")
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a VM point: every disk point it holds, then its record.",
+            discussion: """
+            Examples:
+              diskvault vm forget web --vault /backup/v --point 20261201T020000Z-1a2b
+            """)
         @Argument(help: "The VM.") var name: String
         @OptionGroup var vaultOptions: VaultOptions
         @Option(name: .long, help: "VM point id.") var point: String
         @OptionGroup var lock: LockOptions
 
+        @OptionGroup var output: OutputOptions
         func run() throws {
             guard let p = try Prune.forgetVM(try vaultOptions.open(), vm: name, point: point, control: lock.control) else {
-                print("removed the damaged record of VM point \(point) of \(name); its disk points stay")
+                output.done("removed the damaged record of VM point \(point) of \(name); its disk points stay", ["vm": name, "point": point])
                 return
             }
-            print("forgot VM point \(p.id) of \(name) (\(p.disks.count) disk points); diskvault gc frees their chunks")
+            output.done("forgot VM point \(p.id) of \(name) (\(p.disks.count) disk points); diskvault gc frees their chunks", ["vm": name, "point": p.id])
         }
     }
 }

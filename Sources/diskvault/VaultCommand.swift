@@ -8,7 +8,7 @@ struct VaultCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vault",
         abstract: "Create and describe vaults.",
-        subcommands: [VaultInit.self, VaultPasswd.self, VaultKeyCommand.self, VaultEscrowCommand.self]
+        subcommands: [VaultInit.self, VaultInfo.self, VaultPasswd.self, VaultKeyCommand.self, VaultEscrowCommand.self]
     )
 }
 
@@ -96,13 +96,14 @@ struct VaultPasswd: ParsableCommand {
     @OptionGroup var vaultOptions: VaultOptions
     @Option(name: .long, help: ArgumentHelp("File holding the new passphrase.", valueName: "file")) var newPassphraseFile: String?
     @Option(name: .long, help: "scrypt cost as log2(N), 10–20 (default: as before).") var kdfWorkFactor: Int?
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         let vault = try vaultOptions.open()
         guard vault.isEncrypted else { throw DiskVaultError(.usage, "vault \(vault.location) is not encrypted: it has no passphrase to change") }
         let new = try Passphrase.read(file: newPassphraseFile, environment: "DISKVAULT_NEW_PASSPHRASE", prompt: "new vault passphrase", confirm: true)
         try vault.changePassphrase(new, logN: kdfWorkFactor)
-        print("changed the passphrase of vault \(vault.location)")
+        output.done("changed the passphrase of vault \(vault.location)", ["vault": vault.location])
     }
 }
 
@@ -120,26 +121,39 @@ struct VaultKeyCommand: ParsableCommand {
         subcommands: [Export.self, Import.self])
 
     struct Export: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Write the vault's key to a new file (mode 0600).")
+        static let configuration = CommandConfiguration(
+            abstract: "Write the vault's key to a new file (mode 0600).",
+            discussion: """
+            Examples:
+              diskvault vault key export --vault /backup/v --out vault.key
+              diskvault vault key export --vault /backup/v --out vault-paper.txt --paper
+            """)
         @OptionGroup var vaultOptions: VaultOptions
         @Option(name: .long, help: "Where to write it (must not exist).") var out: String
         @Flag(name: .long, help: "Numbered lines with a checksum each, to print and type back.") var paper = false
+        @OptionGroup var output: OutputOptions
         func run() throws {
             let key = try Vault.exportKey(try vaultOptions.location())
             try writePrivateFile(out, paper ? Array(try key.paper().utf8) : try JSON.encode(key))
-            print("exported the key of vault \(try vaultOptions.location()) (id \(key.id)) to \(out)")
+            output.done("exported the key of vault \(try vaultOptions.location()) (id \(key.id)) to \(out)", ["vaultID": key.id, "file": out])
         }
     }
 
     struct Import: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Put an exported key back into the vault's vault.json (the passphrase must open it).")
+        static let configuration = CommandConfiguration(
+            abstract: "Put an exported key back into the vault's vault.json (the passphrase must open it).",
+            discussion: """
+            Examples:
+              diskvault vault key import --vault /backup/v --file vault.key --passphrase-file v.pass
+            """)
         @OptionGroup var vaultOptions: VaultOptions
         @Option(name: .long, help: "The exported key (JSON or paper form).") var file: String
+        @OptionGroup var output: OutputOptions
         func run() throws {
             let key = try VaultKeyExport.parse(try FileSystem.readFile(file, limit: 1 << 16), source: file)
             let passphrase = try Passphrase.read(file: vaultOptions.passphraseFile, environment: "DISKVAULT_PASSPHRASE", prompt: "vault passphrase")
             try Vault.importKey(key, into: try vaultOptions.location(), passphrase: passphrase)
-            print("imported the key of vault \(key.id) into \(try vaultOptions.location())")
+            output.done("imported the key of vault \(key.id) into \(try vaultOptions.location())", ["vaultID": key.id, "vault": try vaultOptions.location()])
         }
     }
 }
@@ -160,7 +174,12 @@ struct VaultEscrowCommand: ParsableCommand {
         subcommands: [Init.self])
 
     struct Init: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Make the vault's escrow key (once; it is never replaced).")
+        static let configuration = CommandConfiguration(
+            abstract: "Make the vault's escrow key (once; it is never replaced).",
+            discussion: """
+            Examples:
+              diskvault vault escrow init --vault /backup/v --passphrase-file v.pass --recovery-passphrase-file recovery.pass
+            """)
         @OptionGroup var vaultOptions: VaultOptions
         @Option(name: .long, help: ArgumentHelp("File holding the new recovery passphrase (else DISKVAULT_RECOVERY_PASSPHRASE or a prompt, asked twice).", valueName: "file"))
         var recoveryPassphraseFile: String?

@@ -4,8 +4,12 @@ import DiskVault
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Read every chunk the points need and check it; exit 1 when any is missing or damaged."
-    )
+        abstract: "Read every chunk the points need and check it; exit 1 when any is missing or damaged.",
+        discussion: """
+        Examples:
+          diskvault verify --vault /backup/v
+          diskvault verify --vault /backup/v --disk web --point latest --json
+        """)
 
     @OptionGroup var vaultOptions: VaultOptions
 

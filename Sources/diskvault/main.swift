@@ -11,8 +11,10 @@ do {
     try command.run()
 } catch let error as DiskVaultError {
     Terminal.error(error.description)
+    JSONOutput.fail(code: error.code.rawValue, message: error.description, path: error.path, exitStatus: error.exitStatus)
     exit(error.exitStatus)
 } catch let error as CommandFailed {
+    JSONOutput.fail(code: "failed", message: "the command failed", path: nil, exitStatus: error.status)
     exit(error.status)
 } catch {
     let code = DiskVaultCommand.exitCode(for: error)
@@ -22,5 +24,7 @@ do {
     }
     // Argument errors: the parser's own message and usage, exit 2.
     Terminal.raw(DiskVaultCommand.fullMessage(for: error))
-    exit(code == .failure ? 1 : 2)
+    let status: Int32 = code == .failure ? 1 : 2
+    JSONOutput.fail(code: status == 2 ? "usage" : "failed", message: DiskVaultCommand.message(for: error), path: nil, exitStatus: status)
+    exit(status)
 }

@@ -234,7 +234,7 @@ public final class Backup {
                         stats.holeBytes += bytes
                         imageSize += bytes
                         stats.chunks += count
-                        observer?.progress(done: imageSize, total: total)
+                        observer?.progress(done: imageSize, total: total, new: stats.newBytes, stored: stats.storedBytes)
                         return
                     case .unchanged(let digest, let n):
                         if digest == .zero {
@@ -268,7 +268,7 @@ public final class Backup {
                         imageSize += UInt64(n)
                     }
                     stats.chunks += 1
-                    observer?.progress(done: imageSize, total: total)
+                    observer?.progress(done: imageSize, total: total, new: stats.newBytes, stored: stats.storedBytes)
                 },
                 discard: { item in if case .data(let buffer, _, _, _, _) = item { pool.give(buffer) } })
         } catch let error as DiskVaultError {
@@ -432,5 +432,28 @@ struct RecentDigests {
     mutating func insert(_ d: Digest256) {
         if set.count >= Self.limit { set.removeAll(keepingCapacity: true) }
         set.insert(d)
+    }
+}
+
+extension Backup {
+    /// What `protect add` checks at once, so that a scheduled run does not find out hours later: the source
+    /// opens and its layout reads; an encrypted disk has a key vault (or `withoutKeys`), its principal may read
+    /// each encrypted volume's secret, and each key it may unwrap opens its volume's header. Writes nothing.
+    /// Returns the encrypted volumes found (labels), empty for a disk in clear.
+    public static func preflight(vault: Vault, source: ImageSource, options: BackupOptions) throws(DiskVaultError) -> [String] {
+        guard source.size != nil else { return [] }
+        let layout = try LayoutReader.read(source: source, declared: options.declared, strict: false)
+        let encrypted = KeyBackup.encryptedVolumes(layout)
+        guard !encrypted.isEmpty, !options.withoutKeys else { return encrypted.map(KeyBackup.label) }
+        guard let access = options.keyVault else {
+            let what = encrypted.map(KeyBackup.label).joined(separator: ", ")
+            throw DiskVaultError(.usage, "disk \(options.disk) is encrypted (\(what)): protect it with --keyvault KV --principal P --credential F, so that its keys are backed up with each point (or --without-keys)")
+        }
+        let previous = try vault.scanPoints(disk: options.disk, now: options.now).points.last
+        let plan = try KeyBackup.plan(
+            layout: layout, disk: options.disk, pointID: RecoveryPoint.newID(at: options.now), access: access, file: source.bytes,
+            image: source.path, previous: previous?.manifest.keyBackup, vault: vault)
+        _ = try plan.finish()
+        return encrypted.map(KeyBackup.label)
     }
 }

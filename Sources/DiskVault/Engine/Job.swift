@@ -164,8 +164,33 @@ extension Job {
             job.finish(bytes: outcome.bytes, point: outcome.point, warnings: outcome.warnings)
             return result
         } catch {
-            job.finish(error: error, bytes: outcome.bytes, point: outcome.point)
+            // A usage error is the caller's typo, not a job that ran: its record is dropped, not kept forever.
+            if error.code == .usage {
+                job.discard()
+            } else {
+                job.finish(error: error, bytes: outcome.bytes, point: outcome.point)
+            }
             throw error
         }
+    }
+
+    /// Removes the job's record (a job that never really began).
+    func discard() {
+        if written { try? vault.storage.delete(Self.key(record.id)) }
+    }
+
+    /// The default age past which `jobs prune` removes a finished job's record.
+    public static let defaultRecordAge: TimeInterval = 90 * 86400
+
+    /// Removes the records of jobs that ended more than `olderThan` before `now` (jobs still running stay);
+    /// returns the ids removed (or, with `dryRun`, that would be).
+    public static func prune(_ vault: Vault, olderThan: TimeInterval, now: Date, dryRun: Bool) throws(DiskVaultError) -> [String] {
+        var removed: [String] = []
+        for job in try list(vault) where job.state != .inProgress {
+            guard let ended = job.ended.flatMap(Timestamp.parse) ?? Timestamp.parse(job.started), now.timeIntervalSince(ended) > olderThan else { continue }
+            if !dryRun { try vault.storage.delete(key(job.id)) }
+            removed.append(job.id)
+        }
+        return removed
     }
 }

@@ -123,7 +123,7 @@ enum KeyBackup {
                     check = .unchecked(v.uncheckable ?? "no unwrap permission")
                 }
                 if case .doesNotFit(let why) = check {
-                    throw DiskVaultError(.permission, "the key in secret \(v.secret.name) version \(v.secret.version) of key vault \(keyVault) does not open \(v.label): \(why)")
+                    throw DiskVaultError(.permission, "the key in secret \(v.secret.name) version \(v.secret.version) of key vault \(keyVault) does not open \(v.label): \(why)\(KeyCheck.newlineHint(v.bek ?? []))")
                 }
                 var entry = v.entry
                 entry.check = check.status

@@ -18,6 +18,9 @@ public struct BackupPolicy: Codable, Sendable, Equatable {
     /// For disks of running VMs read incrementally through qemu's dirty bitmaps: a full read (every chunk read
     /// and hashed) every this many points (nil: the default, 7, weekly for daily backups).
     public var fullReadEvery: Int? = nil
+    /// Run (through /bin/sh, the failed run's JSON on standard input) when a scheduled backup under this policy
+    /// fails; run-due --notify-command applies to every disk.
+    public var notifyCommand: String? = nil
 
     /// A validated policy; throws `.usage` for a bad name, time, day, zone or count.
     public init(name: String, schedule: Schedule, timeZone: String = "UTC", retention: Retention = Retention()) throws(DiskVaultError) {
@@ -49,7 +52,7 @@ public struct BackupPolicy: Codable, Sendable, Equatable {
 
     // MARK: JSON
 
-    private enum CodingKeys: String, CodingKey { case version, name, schedule, timeZone, retention, fullReadEvery }
+    private enum CodingKeys: String, CodingKey { case version, name, schedule, timeZone, retention, fullReadEvery, notifyCommand }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -63,6 +66,7 @@ public struct BackupPolicy: Codable, Sendable, Equatable {
             timeZone: try c.decodeIfPresent(String.self, forKey: .timeZone) ?? "UTC",
             retention: try c.decodeIfPresent(Retention.self, forKey: .retention) ?? Retention())
         fullReadEvery = try c.decodeIfPresent(Int.self, forKey: .fullReadEvery)
+        notifyCommand = try c.decodeIfPresent(String.self, forKey: .notifyCommand)
         if let n = fullReadEvery, n < 1 {
             throw DiskVaultError(.corrupt, "policy \(name): fullReadEvery \(n) is not a positive count")
         }
@@ -76,6 +80,7 @@ public struct BackupPolicy: Codable, Sendable, Equatable {
         try c.encode(timeZone, forKey: .timeZone)
         try c.encode(retention, forKey: .retention)
         try c.encodeIfPresent(fullReadEvery, forKey: .fullReadEvery)
+        try c.encodeIfPresent(notifyCommand, forKey: .notifyCommand)
     }
 
     /// The policy as the vault stores it: pretty JSON with sorted keys and a trailing newline.
@@ -419,7 +424,8 @@ extension BackupPolicy {
     /// snapshots, neither counts toward nor takes part in the rules. If the rules would remove every point, the
     /// newest is kept. With no rule set, everything is kept.
     public static func prune(
-        points: [(id: String, created: Date, retainUntil: Date?)], retention: Retention, timeZone: TimeZone, now: Date
+        points: [(id: String, created: Date, retainUntil: Date?)], retention: Retention, timeZone: TimeZone, now: Date,
+        onDemand: Set<String> = []
     ) -> [RetentionDecision] {
         let order = points.indices.sorted { a, b in
             points[a].created != points[b].created ? points[a].created > points[b].created : points[a].id > points[b].id
@@ -427,6 +433,8 @@ extension BackupPolicy {
         var reasons = [[String]](repeating: [], count: points.count)
         var kept = [Bool](repeating: false, count: points.count)
         let isProtected = points.map { p in p.retainUntil.map { $0 > now } ?? false }
+        // On-demand points live by their own retain-until, as the cloud service's do: never thinned by the rules.
+        let isOnDemand = points.map { onDemand.contains($0.id) }
 
         if retention.keepsEverything {
             for i in order {
@@ -454,7 +462,7 @@ extension BackupPolicy {
                 guard let count = rule.count else { continue }
                 let covered = Set(points.indices.filter { kept[$0] }.map(period))
                 var selected = Set<String>()
-                for i in order where !decided.contains(i) && !isProtected[i] {
+                for i in order where !decided.contains(i) && !isProtected[i] && !isOnDemand[i] {
                     let key = period(i)
                     if covered.contains(key) { continue }
                     if selected.contains(key) {
@@ -478,18 +486,23 @@ extension BackupPolicy {
             reasons[newest].append("newest point: kept because the retention rules would remove every point")
         }
         return order.map { i in
-            RetentionDecision(id: points[i].id, keep: kept[i], reasons: kept[i] ? reasons[i] : ["not selected by any rule"])
+            let why = isOnDemand[i] ? "on-demand point past its retain-until \(points[i].retainUntil.map(retainLabel) ?? "-")" : "not selected by any rule"
+            return RetentionDecision(id: points[i].id, keep: kept[i], reasons: kept[i] ? reasons[i] : [why])
         }
     }
 
     /// `prune` with this policy's retention and time zone.
-    public func prune(points: [(id: String, created: Date, retainUntil: Date?)], now: Date) -> [RetentionDecision] {
-        Self.prune(points: points, retention: retention, timeZone: zone, now: now)
+    public func prune(points: [(id: String, created: Date, retainUntil: Date?)], now: Date, onDemand: Set<String> = []) -> [RetentionDecision] {
+        Self.prune(points: points, retention: retention, timeZone: zone, now: now, onDemand: onDemand)
     }
+
+    /// How long an on-demand point given no retain-until is kept (the cloud service's default).
+    public static let onDemandRetention: TimeInterval = 30 * 86400
 
     /// `prune` over recovery points from the vault; `.corrupt` when a manifest's times cannot be read.
     public func prune(_ points: [RecoveryPoint], now: Date) throws(DiskVaultError) -> [RetentionDecision] {
         var input: [(id: String, created: Date, retainUntil: Date?)] = []
+        var onDemand = Set<String>()
         for point in points {
             guard let created = Timestamp.parse(point.manifest.created) else {
                 throw DiskVaultError(.corrupt, "recovery point \(point.id) has an unreadable creation time \"\(point.manifest.created)\"")
@@ -501,6 +514,7 @@ extension BackupPolicy {
                 }
                 until = d
             }
+            if point.manifest.trigger == .onDemand { onDemand.insert(point.id) }
             input.append((point.id, created, until))
         }
         // `points` come in commit order. A point dated after a later-committed one, or after now, was dated by a
@@ -510,11 +524,16 @@ extension BackupPolicy {
             if input[i].created > limit { input[i].created = limit }
             limit = input[i].created.addingTimeInterval(-0.001)
         }
-        return prune(points: input, now: now)
+        // An on-demand point given no retain-until is kept for 30 days from when it was made (as corrected).
+        for i in input.indices where onDemand.contains(input[i].id) && input[i].retainUntil == nil {
+            input[i].retainUntil = input[i].created.addingTimeInterval(Self.onDemandRetention)
+        }
+        return prune(points: input, now: now, onDemand: onDemand)
     }
 
     /// A date given as a bare day (kept to the end of that UTC day) reads as the day; any other time in full.
     static func retainLabel(_ date: Date) -> String {
+        if Timestamp.format(date) == RecoveryPoint.retainForever { return "forever" }
         let seconds = date.timeIntervalSince1970
         if seconds.rounded(.down) == seconds, floorMod(Int64(seconds) + 1, 86_400) == 0 {
             return String(Timestamp.format(date).prefix(10))

@@ -111,3 +111,41 @@ extension Vault {
         try storage.delete(Self.protectionKey(disk))
     }
 }
+
+extension ProtectedDisk {
+    /// Backs the disk up as it is protected: its source (an image, or a running VM's drive through qemu), key
+    /// vault and declarations; `base` gives the rest (trigger, policy, time, retain-until, threads). Used by
+    /// run-due and by an on-demand `backup --disk D` of a protected disk.
+    public func backUp(
+        _ vault: Vault, base: BackupOptions, policy: BackupPolicy?, control: JobControl, holding: [VaultLock.Kind] = [],
+        observer: (any ProgressObserver)? = nil
+    ) throws(DiskVaultError) -> Manifest {
+        var options = base
+        options.withoutKeys = base.withoutKeys || (withoutKeys ?? false)
+        options.keyVault = base.keyVault ?? keyVault
+        if let text = declareEncrypted { options.declared = try LayoutReader.Declaration(parsing: text) }
+        if let live {
+            var o = LiveBackupOptions(qmp: live.qmp, drives: [(disk, live.drive)], base: options,
+                                      scratch: live.scratch ?? LiveBackupOptions.defaultScratch)
+            o.freeze = live.freeze
+            o.thaw = live.thaw
+            o.fullReadEvery = live.fullReadEvery ?? policy?.fullReadEvery ?? LiveBackupOptions.defaultFullReadEvery
+            let backup = LiveBackup(vault: vault, options: o)
+            backup.observer = observer
+            let manifests = try backup.run(control, holding: holding)
+            guard let first = manifests.first else { throw DiskVaultError(.io, "the live backup of disk \(disk) made no point") }
+            return first
+        }
+        let opened: ImageSource
+        do {
+            opened = try ImageSource.open(source)
+        } catch {
+            // Recorded as the backup job it was to be, so that `jobs` and `status` show the failure.
+            try Job.run(vault, kind: .backup, disk: disk, control: control, holding: holding) { (_) throws(DiskVaultError) -> Void in throw error }
+            throw error
+        }
+        let backup = Backup(vault: vault, source: opened, options: options)
+        backup.observer = observer
+        return try backup.run(control, holding: holding)
+    }
+}

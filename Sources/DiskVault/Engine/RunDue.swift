@@ -13,6 +13,8 @@ public enum RunDue {
         public var outcome: Outcome
         public var point: String?
         public var error: String?
+        /// The policy's notify command, for a failed run.
+        public var notifyCommand: String?
     }
 
     public static func run(_ vault: Vault, now: Date, control: JobControl = .init()) throws(DiskVaultError) -> [Run] {
@@ -20,15 +22,12 @@ public enum RunDue {
         var runs: [Run] = []
         for due in try DueBackups.due(vault, now: now) {
             let d = due.disk
-            var run = Run(disk: d.disk, slot: Timestamp.format(due.slot), outcome: .completed)
+            var run = Run(disk: d.disk, slot: Timestamp.format(due.slot), outcome: .completed, notifyCommand: due.policy.notifyCommand)
             do {
                 var options = BackupOptions(disk: d.disk)
                 options.trigger = .scheduled
                 options.policy = due.policy.name
                 options.now = now
-                options.withoutKeys = d.withoutKeys ?? false
-                options.keyVault = d.keyVault
-                if let text = d.declareEncrypted { options.declared = try LayoutReader.Declaration(parsing: text) }
                 // Hold the disk, then look again: another run may have backed it up since the list was made.
                 let diskLock = try VaultLock.acquire(.disk(d.disk), storage: vault.storage, purpose: "backup of disk \(d.disk)")
                 defer { diskLock.release() }
@@ -41,18 +40,7 @@ public enum RunDue {
                     continue
                 }
                 let jobControl = JobControl(lockWait: 0, notice: control.notice)
-                if let live = d.live {
-                    var o = LiveBackupOptions(qmp: live.qmp, drives: [(d.disk, live.drive)], base: options,
-                                              scratch: live.scratch ?? LiveBackupOptions.defaultScratch)
-                    o.freeze = live.freeze
-                    o.thaw = live.thaw
-                    o.fullReadEvery = live.fullReadEvery ?? due.policy.fullReadEvery ?? LiveBackupOptions.defaultFullReadEvery
-                    let manifests = try LiveBackup(vault: vault, options: o).run(jobControl, holding: [.disk(d.disk)])
-                    run.point = manifests.first?.id
-                } else {
-                    let backup = Backup(vault: vault, source: try ImageSource.open(d.source), options: options)
-                    run.point = try backup.run(jobControl, holding: [.disk(d.disk)]).id
-                }
+                run.point = try d.backUp(vault, base: options, policy: due.policy, control: jobControl, holding: [.disk(d.disk)]).id
             } catch where error.code == .locked {
                 run.outcome = .skipped
                 run.error = error.description

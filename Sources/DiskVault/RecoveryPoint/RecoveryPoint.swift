@@ -8,6 +8,9 @@ public struct RecoveryPoint: Sendable {
 
     static func prefix(disk: String) -> String { "disks/\(disk)/points" }
     static func indexKey(disk: String, id: String) -> String { "\(prefix(disk: disk))/\(id)/index" }
+    /// The retain-until of a point kept forever (`points retain --until forever`).
+    public static let retainForever = "9999-12-31T23:59:59.000Z"
+
     static func manifestKey(disk: String, id: String) -> String { "\(prefix(disk: disk))/\(id)/manifest.json" }
 
     /// A new point id: UTC time to the second, then random hex, so ids sort by time and never collide.

@@ -135,6 +135,8 @@ public final class Vault: Sendable {
                 throw DiskVaultError(.notAVault, "not a diskvault vault (no vault.json)", path: storage.location)
             }
             throw DiskVaultError(.notFound, "vault does not exist", path: storage.location)
+        } catch where error.cause?.errno == ENOTDIR {
+            throw DiskVaultError(.notAVault, "not a vault: it is a file, and a vault is the folder `diskvault vault init` makes", path: storage.location)
         }
         let config = try VaultConfig.decode(bytes, source: "\(storage.location)/vault.json")
         guard config.encryption.isEncrypted else { return Vault(storage: storage, config: config) }
@@ -196,7 +198,7 @@ public final class Vault: Sendable {
 
     static func checkChunkSize(_ chunkSize: Int) throws(DiskVaultError) {
         guard isValidChunkSize(chunkSize) else {
-            throw DiskVaultError(.usage, "chunk size must be a power of two from 64 KiB to 16 MiB, not \(chunkSize)")
+            throw DiskVaultError(.usage, "chunk size must be a power of two from 64 KiB to 16 MiB, not \(chunkSize > 0 ? ByteCount.format(UInt64(chunkSize)) : "\(chunkSize)") (\(chunkSize) bytes)")
         }
     }
 

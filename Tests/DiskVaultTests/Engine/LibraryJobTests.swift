@@ -40,6 +40,8 @@ final class LibraryJobTests: XCTestCase {
         var options = BackupOptions(disk: "web")
         options.now = now
         options.threads = 2
+        // As run-due makes them: a policy's keep rules thin scheduled points (on-demand ones keep to their retain-until).
+        options.trigger = .scheduled
         // The library's entry point takes the disk's lock and the vault's shared one and records the job.
         return try Backup(vault: vault, source: try ImageSource.open(image), options: options).run(quiet)
     }

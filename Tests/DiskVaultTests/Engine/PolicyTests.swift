@@ -431,6 +431,25 @@ final class PolicyTests: XCTestCase {
         XCTAssertEqual(runs, [at("2026-10-25T00:30:00Z"), at("2026-10-26T01:30:00Z")])
     }
 
+    /// On-demand points are never thinned by keep rules: today's four on-demand points all stay under
+    /// keep-daily 1 while their retain-until (30 days by default, given by the caller here) holds, while scheduled
+    /// points of the same day are thinned; once it passes they go, with the reason named.
+    func testOnDemandPointsLiveByTheirRetainUntilNotTheRules() {
+        let day = ["2026-11-10T08:00:00Z", "2026-11-10T09:00:00Z", "2026-11-10T10:00:00Z", "2026-11-10T11:00:00Z"]
+        let onDemand = day.map { (id: "od-\($0)", created: at($0), retainUntil: Optional(at($0).addingTimeInterval(BackupPolicy.onDemandRetention))) }
+        let scheduled = [(id: "s1", created: at("2026-11-10T02:00:00Z"), retainUntil: Date?.none),
+                         (id: "s2", created: at("2026-11-10T14:00:00Z"), retainUntil: Date?.none)]
+        let ids = Set(onDemand.map(\.id))
+        let soon = BackupPolicy.prune(points: onDemand + scheduled, retention: Retention(keepDaily: 1), timeZone: zone("UTC"),
+                                      now: at("2026-11-11T00:00:00Z"), onDemand: ids)
+        XCTAssertEqual(Set(kept(soon)), ids.union(["s2"]))
+        XCTAssertEqual(removed(soon), ["s1"])
+        let later = BackupPolicy.prune(points: onDemand + scheduled, retention: Retention(keepDaily: 1), timeZone: zone("UTC"),
+                                       now: at("2026-12-11T00:00:00Z"), onDemand: ids)
+        XCTAssertEqual(kept(later), ["s2"])
+        XCTAssertTrue(reasons(later)["od-2026-11-10T08:00:00Z"]?.first?.contains("on-demand point past its retain-until") ?? false, "\(reasons(later))")
+    }
+
     /// Runs `isDue` every five minutes from `from` to `to` and "backs up" whenever it says so; returns when.
     private func simulateCron(_ policy: BackupPolicy, from: Date, to: Date, last: Date?) -> [Date] {
         var last = last

@@ -120,7 +120,7 @@ final class QemuFormatTests: XCTestCase {
         let t = try EncryptedBackupTests.Setup(self)
         let image = t.s.file("enc.qcow2"), secretFile = t.s.file("pass")
         try Tool.sh("printf '%s' '\(Images.passphrase)' > \(secretFile)")
-        try Tool.sh("qemu-img create -q -f qcow2 --object secret,id=k,file=\(secretFile) -o encrypt.format=luks,encrypt.key-secret=k,encrypt.iter-time=10 \(image) 16M")
+        try Images.encryptedQcow2(image, secretFile: secretFile)
         try Tool.sh("qemu-io --object secret,id=k,file=\(secretFile) --image-opts driver=qcow2,encrypt.key-secret=k,file.filename=\(image) -c 'write -P 0x61 1M 3M' >/dev/null")
 
         let inspect = try Tool.dv("inspect", image, "--json")

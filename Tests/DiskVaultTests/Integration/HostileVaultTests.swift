@@ -152,7 +152,9 @@ final class HostileVaultTests: XCTestCase {
 
         XCTAssertEqual(try Tool.dv("policy", "create", "--vault", v.path, "--name", "one", "--schedule", "daily 03:00", "--keep-last", "1").status, 0)
         XCTAssertEqual(try Tool.dv("protect", "add", "--vault", v.path, "--disk", "d", "--source", v.image, "--policy", "one").status, 0)
-        let prune = try Tool.run(Tool.diskvault, ["prune", "--vault", v.path], environment: env)
+        // On-demand points are kept 30 days: a month on, the rules would remove all three, so the newest stays, and
+        // the newest is the real one, not the one dated in 2031.
+        let prune = try Tool.run(Tool.diskvault, ["prune", "--vault", v.path], environment: ["DISKVAULT_NOW": "2026-12-05T12:00:00Z"])
         XCTAssertEqual(prune.status, 0, prune.output)
         let kept = try XCTUnwrap(try Tool.dv("points", "--vault", v.path, "--json").json()["points"] as? [[String: Any]]).compactMap { $0["id"] as? String }
         XCTAssertEqual(kept, [real], "prune kept the real newest point")

@@ -241,7 +241,7 @@ final class KeyEscrowTests: XCTestCase {
         let b = try t.backup(image, disk: "win")
         XCTAssertNotNil(try t.keyBackup(b)["escrow"], b.output)
         let list = try t.admin("keyvault", "escrow", "list", t.kv, "--json")
-        let vaultID = try XCTUnwrap(((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])?.first)?["vaultID"] as? String)
+        let vaultID = try XCTUnwrap(((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any])?["vaults"] as? [[String: Any]])?.first?["vaultID"] as? String, list.stdout)
 
         // A remove killed after the policy changed is finished by running it again.
         let killed = try Tool.run("/bin/bash", ["-c", "strace -f -o /dev/null -e inject=rename:signal=SIGKILL:when=2 \(Tool.diskvault) keyvault escrow remove \(t.kv) --vault-id \(vaultID) --passphrase-file \(t.kvPass) >/dev/null 2>&1"])

@@ -48,7 +48,19 @@ final class PolicyCommandTests: XCTestCase {
 
         let units = try Tool.dv("schedule", "systemd", "--vault", vault)
         XCTAssertEqual(units.status, 0)
-        XCTAssertTrue(units.stdout.contains("OnCalendar=*:0/5") && units.stdout.contains("run-due --vault \(vault)"), units.stdout)
+        XCTAssertTrue(units.stdout.contains("OnCalendar=*:0/5") && units.stdout.contains("run-due --vault %I"), units.stdout)
+        XCTAssertTrue(units.stdout.contains("OnFailure=diskvault-run-due-failed@%i.service"), units.stdout)
+        // The instance is the vault's location as systemd-escape writes it (and %I gives back).
+        let listed = try Tool.dv("schedule", "systemd", "--vault", vault, "--json")
+        let instance = try XCTUnwrap(try listed.json()["instance"] as? String, listed.output)
+        if (try? Tool.which("systemd-escape")) != nil {
+            XCTAssertEqual(instance, try Tool.sh("systemd-escape -- '\(vault)'").trimmingCharacters(in: .whitespacesAndNewlines))
+            XCTAssertEqual(try Tool.sh("systemd-escape --unescape -- '\(instance)'").trimmingCharacters(in: .whitespacesAndNewlines), vault)
+        }
+        XCTAssertTrue(units.stdout.contains("enable --now 'diskvault-run-due@\(instance).timer'"), units.stdout)
+        let other = try Tool.dv("schedule", "systemd", "--vault", s.file("other"), "--json")
+        _ = other  // (no vault there: an error object)
+        XCTAssertEqual(other.status, 1)
         let jobs = try XCTUnwrap(try Tool.dv("jobs", "list", "--vault", vault, "--json").json()["jobs"] as? [[String: Any]])
         XCTAssertEqual(jobs.filter { $0["kind"] as? String == "backup" && $0["state"] as? String == "completed" }.count, 4)
     }
@@ -59,21 +71,21 @@ final class PolicyCommandTests: XCTestCase {
         let s = try Scratch(self)
         let vault = s.file("vault"), image = s.file("disk.img")
         XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--kdf-work-factor", "10").status, 0)
-        XCTAssertEqual(try Tool.dv("policy", "create", "--vault", vault, "--name", "p", "--schedule", "daily 03:00", "--keep-daily", "2").status, 0)
-        XCTAssertEqual(try Tool.dv("protect", "add", "--vault", vault, "--disk", "d", "--source", image, "--policy", "p").status, 0)
+        // Scheduled points (the rules thin those; on-demand points keep to their own retain-until).
+        XCTAssertEqual(try Tool.dv("policy", "create", "--vault", vault, "--name", "p", "--schedule", "daily 09:00,18:00", "--keep-daily", "2").status, 0)
         // A shared 2 MiB stays the same; 1 MiB is new at each point.
-        try Tool.sh("head -c 2M /dev/urandom > \(s.file("shared"))")
+        try Tool.sh("head -c 2M /dev/urandom > \(s.file("shared")); cp \(s.file("shared")) \(image)")
+        XCTAssertEqual(try at("2026-11-01T08:00:00Z", "protect", "add", "--vault", vault, "--disk", "d", "--source", image, "--policy", "p").status, 0)
         var ids: [String] = []
         var images: [String] = []
         for (n, when) in ["2026-11-01T10:00:00Z", "2026-11-02T10:00:00Z", "2026-11-03T09:00:00Z", "2026-11-03T18:00:00Z", "2026-11-04T10:00:00Z"].enumerated() {
             try Tool.sh("cp \(s.file("shared")) \(image); head -c 1M /dev/urandom >> \(image); cp \(image) \(s.file("image-\(n)"))")
-            var args = ["backup", image, "--vault", vault, "--disk", "d", "--json"]
-            if n == 0 { args += ["--retain-until", "2027-01-01"] }
-            let r = try Tool.run(Tool.diskvault, args, environment: ["DISKVAULT_NOW": when])
+            let r = try at(when, "run-due", "--vault", vault, "--json")
             XCTAssertEqual(r.status, 0, r.output)
-            ids.append(try XCTUnwrap(try r.json()["id"] as? String))
+            ids.append(try XCTUnwrap((try r.json()["runs"] as? [[String: Any]])?.first?["point"] as? String, r.output))
             images.append(s.file("image-\(n)"))
         }
+        XCTAssertEqual(try at("2026-11-04T11:00:00Z", "points", "retain", "--vault", vault, "--disk", "d", "--point", ids[0], "--until", "2027-01-01").status, 0)
         let blobsBefore = treeListing("\(vault)/chunks").filter { $0.count > 60 }.count
         XCTAssertEqual(blobsBefore, 2 + 5)
 

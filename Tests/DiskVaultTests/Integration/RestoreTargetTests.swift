@@ -74,7 +74,8 @@ final class RestoreTargetTests: XCTestCase {
 
         let json = try Tool.dv("restore", "--vault", vault, "--disk", "d", "--target", "-", "--json")
         XCTAssertEqual(json.status, 2, json.output)
-        XCTAssertEqual(json.stdout, "")
+        // The disk would go to standard output: refused before a byte of it, with the JSON contract's error object.
+        XCTAssertEqual((try json.json()["error"] as? [String: Any])?["code"] as? String, "usage", json.stdout)
 
         let blob = try XCTUnwrap(treeListing("\(vault)/chunks").filter { $0.count == 64 }.sorted().first)
         try Tool.sh("printf 'XXXX' | dd of=\(vault)/chunks/\(blob) bs=1 seek=100 conv=notrunc status=none")

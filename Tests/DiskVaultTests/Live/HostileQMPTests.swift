@@ -66,9 +66,8 @@ final class HostileQMPTests: XCTestCase {
         let s = try Scratch(self)
         let vault = s.file("vault"), image = s.file("enc.qcow2"), qmp = s.file("vm.qmp")
         XCTAssertEqual(try Tool.dv("vault", "init", vault, "--encryption", "none").status, 0)
-        try Tool.sh("""
-            qemu-img create -q -f qcow2 --object secret,id=s0,data=pass -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 \(image) 16M
-            """)
+        try Tool.sh("printf pass > \(s.file("pass"))")
+        try Images.encryptedQcow2(image, secretFile: s.file("pass"))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try Tool.which("qemu-system-x86_64"))
         p.arguments = ["-S", "-nodefaults", "-display", "none", "-machine", "pc,accel=tcg", "-object", "secret,id=s0,data=pass",

@@ -69,28 +69,32 @@ final class VMBackupTests: XCTestCase {
         XCTAssertEqual(backup.status, 0, backup.output)
         XCTAssertEqual((try backup.json()["point"] as? [String: Any])?["consistency"] as? String, "cold")
 
-        // A policy that keeps one point of disk db.os and three of db.data: the VM points stay whole.
+        // A month on, every on-demand point is past its retain-until, and each disk would keep only its newest; one
+        // point of db.data retained by hand keeps its VM point whole: db.os's point of it stays too.
         XCTAssertEqual(try Tool.dv("policy", "create", "--vault", vault, "--name", "one", "--schedule", "daily 02:00", "--keep-last", "1").status, 0)
-        XCTAssertEqual(try Tool.dv("policy", "create", "--vault", vault, "--name", "three", "--schedule", "daily 02:00", "--keep-last", "3").status, 0)
         XCTAssertEqual(try Tool.dv("protect", "add", "--vault", vault, "--disk", "db.os", "--source", disks[0], "--policy", "one").status, 0)
-        XCTAssertEqual(try Tool.dv("protect", "add", "--vault", vault, "--disk", "db.data", "--source", disks[1], "--policy", "three").status, 0)
+        XCTAssertEqual(try Tool.dv("protect", "add", "--vault", vault, "--disk", "db.data", "--source", disks[1], "--policy", "one").status, 0)
         for _ in 0..<3 { XCTAssertEqual(try Tool.dv("vm", "backup", "db", "--disk", "os=\(disks[0])", "--disk", "data=\(disks[1])", "--vault", vault).status, 0) }
-        let pruned = try Tool.dv("prune", "--vault", vault)
+        let dataPoints = try Tool.dv("points", "--vault", vault, "--disk", "db.data", "--json").json()["points"] as? [[String: Any]] ?? []
+        let retained = try XCTUnwrap(dataPoints.dropFirst().first?["id"] as? String)
+        XCTAssertEqual(try Tool.dv("points", "retain", "--vault", vault, "--disk", "db.data", "--point", retained, "--until", "2099-01-01").status, 0)
+        let later = ISO8601DateFormatter().string(from: Date().addingTimeInterval(40 * 86400))
+        let pruned = try Tool.run(Tool.diskvault, ["prune", "--vault", vault], environment: ["DISKVAULT_NOW": later])
         XCTAssertEqual(pruned.status, 0, pruned.output)
         let points = try Tool.dv("vm", "points", "db", "--vault", vault, "--json").json()["points"] as? [[String: Any]] ?? []
-        XCTAssertEqual(points.count, 3, pruned.output)
+        XCTAssertEqual(points.count, 2, pruned.output)
         for disk in ["db.os", "db.data"] {
             let left = try Tool.dv("points", "--vault", vault, "--disk", disk, "--json").json()["points"] as? [[String: Any]] ?? []
-            XCTAssertEqual(left.count, 3, "\(disk): \(pruned.output)")
+            XCTAssertEqual(left.count, 2, "\(disk): \(pruned.output)")
         }
         XCTAssertTrue(pruned.stdout.contains("kept with VM point"), pruned.stdout)
 
         let oldest = points.first?["id"] as? String ?? ""
         XCTAssertEqual(try Tool.dv("vm", "forget", "db", "--vault", vault, "--point", oldest).status, 0)
         let after = try Tool.dv("vm", "points", "db", "--vault", vault, "--json").json()["points"] as? [[String: Any]] ?? []
-        XCTAssertEqual(after.count, 2)
+        XCTAssertEqual(after.count, 1)
         let osLeft = try Tool.dv("points", "--vault", vault, "--disk", "db.os", "--json").json()["points"] as? [[String: Any]] ?? []
-        XCTAssertEqual(osLeft.count, 2)
+        XCTAssertEqual(osLeft.count, 1)
     }
 
     /// VM records edited by hand: not JSON, and one naming another VM's disk. Each is named and skipped; prune

@@ -181,10 +181,23 @@ enum Images {
         try Tool.require("qemu-img")
         // qemu-img's key-slot timing fails now and then ("Unable to get accurate CPU usage"): try again.
         try Tool.sh("""
-            for try in 1 2 3 4 5 6; do
+            for try in $(seq 20); do
               qemu-img convert -O luks --object secret,id=sec0,data='\(passphrase)' -o key-secret=sec0,iter-time=100 \(plain) \(path) 2>/dev/null && exit 0
+              rm -f \(path); sleep 0.2
             done
-            echo "qemu-img failed six times to make a LUKS image" >&2; exit 1
+            echo "qemu-img failed 20 times to make a LUKS image" >&2; exit 1
+            """)
+    }
+
+    /// A 16 MiB qcow2 that qemu encrypts (LUKS inside), its passphrase in `secretFile`; retried like `luks1`.
+    static func encryptedQcow2(_ path: String, secretFile: String) throws {
+        try Tool.require("qemu-img")
+        try Tool.sh("""
+            for try in $(seq 20); do
+              qemu-img create -q -f qcow2 --object secret,id=k,file=\(secretFile) -o encrypt.format=luks,encrypt.key-secret=k,encrypt.iter-time=10 \(path) 16M 2>/dev/null && exit 0
+              rm -f \(path); sleep 0.2
+            done
+            echo "qemu-img failed 20 times to make an encrypted qcow2" >&2; exit 1
             """)
     }
 
