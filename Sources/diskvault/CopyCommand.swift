@@ -47,6 +47,6 @@ struct CopyCommand: ParsableCommand {
             progress: output.json || !Terminal.stderrIsTTY ? nil : { Terminal.raw($0) })
         for w in report.warnings { Terminal.warning(w) }
         if output.json { printJSON(report); return }
-        print("copied \(report.copied.count) points (\(report.alreadyThere) already there): \(report.chunksCopied) chunks, \(ByteCount.format(report.bytesCopied)) sent, \(report.chunksAlreadyThere) chunks already there, in \(String(format: "%.1f", report.seconds)) s")
+        print("copied \(report.copied.count) points (\(report.alreadyThere) already there)\(report.vmPointsCopied.isEmpty ? "" : " and \(report.vmPointsCopied.count) VM point records"): \(report.chunksCopied) chunks, \(ByteCount.format(report.bytesCopied)) sent, \(report.chunksAlreadyThere) chunks already there, in \(String(format: "%.1f", report.seconds)) s")
     }
 }

@@ -20,6 +20,8 @@ public enum Copy {
         public var chunksAlreadyThere: Int = 0
         /// Bytes of chunk data sent (before compression and sealing).
         public var bytesCopied: UInt64 = 0
+        /// VM points (vm@id) whose record was copied: every disk point it lists is in the target.
+        public var vmPointsCopied: [String] = []
         public var warnings: [String] = []
         public var seconds: Double = 0
     }
@@ -72,6 +74,26 @@ public enum Copy {
                     outcome.bytes = (outcome.bytes ?? 0) + p.manifest.source.size
                 }
                 outcome.warnings = report.warnings
+            }
+        }
+        // A VM point's record once every disk point it lists is in the target, written after them, as a backup
+        // writes it: `vm restore` and a prune as a unit work on the copy. The target is shared meanwhile, so no
+        // prune removes a disk point between the look and the write.
+        let targetLock = try VaultLock.acquire(.shared, storage: target.storage, purpose: "copy from \(source.location)", wait: control.lockWait)
+        defer { targetLock.release() }
+        for vm in try source.vms() {
+            let scan = try source.scanVMPoints(vm)
+            for damaged in scan.damaged { report.warnings.append("VM point \(vm)@\(damaged.id) of \(source.location) is damaged and not copied: \(damaged.problem)") }
+            let present = Set(try target.vmPoints(vm).map(\.id))
+            for p in scan.points where !present.contains(p.id) {
+                guard disk == nil || p.disks.contains(where: { $0.disk == disk }) else { continue }
+                var complete = true
+                for m in p.disks where complete {
+                    complete = try target.storage.head(RecoveryPoint.manifestKey(disk: m.disk, id: m.point)) != nil
+                }
+                guard complete else { continue }
+                try target.saveVMPoint(p)
+                report.vmPointsCopied.append("\(vm)@\(p.id)")
             }
         }
         report.seconds = Date().timeIntervalSince(started)

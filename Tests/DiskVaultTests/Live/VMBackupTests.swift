@@ -61,6 +61,32 @@ final class VMBackupTests: XCTestCase {
         XCTAssertEqual(verified.status, 0, verified.output)
     }
 
+    /// copy takes a VM point's record along once its disk points are in the target: the copy's VM point
+    /// restores both disks; a copy of one disk only leaves the record behind.
+    func testACopiedVaultKeepsItsVMPoints() throws {
+        let s = try Scratch(self)
+        let (vault, disks) = try twoDisks(s)
+        let backup = try Tool.dv("vm", "backup", "db", "--disk", "os=\(disks[0])", "--disk", "data=\(disks[1])", "--vault", vault, "--json")
+        XCTAssertEqual(backup.status, 0, backup.output)
+        let remote = s.file("remote"), partial = s.file("partial")
+        for v in [remote, partial] { XCTAssertEqual(try Tool.dv("vault", "init", v, "--encryption", "none").status, 0) }
+        let one = try Tool.dv("copy", "--from", vault, "--to", partial, "--disk", "db.os", "--json")
+        XCTAssertEqual(one.status, 0, one.output)
+        XCTAssertEqual((try one.json()["vmPointsCopied"] as? [String])?.count, 0, "db.data is not there: no VM point")
+        let all = try Tool.dv("copy", "--from", vault, "--to", remote, "--json")
+        XCTAssertEqual(all.status, 0, all.output)
+        XCTAssertEqual((try all.json()["vmPointsCopied"] as? [String])?.count, 1, all.output)
+        XCTAssertEqual((try Tool.dv("copy", "--from", vault, "--to", remote, "--json").json()["vmPointsCopied"] as? [String])?.count, 0, "copied once")
+        let restored = s.file("restored")
+        let r = try Tool.dv("vm", "restore", "db", "--vault", remote, "--target-dir", restored)
+        XCTAssertEqual(r.status, 0, r.output)
+        let files = try FileManager.default.contentsOfDirectory(atPath: restored)
+        for (name, image) in [("os", disks[0]), ("data", disks[1])] {
+            let file = try XCTUnwrap(files.first { $0.hasPrefix(name) && !$0.contains(".xml") && !$0.contains("args") && !$0.contains("json") }, "\(files)")
+            XCTAssertTrue(try fileBytesEqual("\(restored)/\(file)", image), name)
+        }
+    }
+
     /// A stopped VM's images; a VM point pruned as a unit, and forgotten as one.
     func testAStoppedVMAndPruningAsAUnit() throws {
         let s = try Scratch(self)
