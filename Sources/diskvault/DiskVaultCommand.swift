@@ -4,7 +4,7 @@ import DiskVault
 struct DiskVaultCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "diskvault",
-        abstract: "Back up raw virtual-machine disk images into a deduplicating vault; restore whole disks.",
+        abstract: "Back up virtual-machine disks (raw or qcow2 images, block devices, running VMs through qemu) into a deduplicating vault; restore whole disks.",
         discussion: """
             Exit status: 0 success, 1 a failure the message explains, 2 bad usage. With --json every command prints \
             exactly one JSON object on standard output: its result, or {"error": {"code", "message", "path", \
