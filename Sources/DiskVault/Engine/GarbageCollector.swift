@@ -60,14 +60,15 @@ public enum GarbageCollector {
             for id in try vault.storage.list(RecoveryPoint.prefix(disk: disk)) where PointID.isValid(id) {
                 let dir = "\(RecoveryPoint.prefix(disk: disk))/\(id)"
                 guard try vault.storage.head("\(dir)/manifest.json") == nil else { continue }
-                report.partialPointsRemoved += 1
                 if !dryRun {
                     do {
                         try vault.removePointFolder(disk: disk, id: id)
                     } catch {
                         report.warnings.append("cannot remove the unfinished point \(disk)@\(id): \(error)")
+                        continue
                     }
                 }
+                report.partialPointsRemoved += 1
             }
         }
         if !report.sweepSkipped.isEmpty {

@@ -179,6 +179,11 @@ public final class LocalStorage: VaultStorage {
 
     public func delete(_ key: String) throws(DiskVaultError) {
         if FileSystem.isDirectory(path(key)) {
+            // What an atomic replace killed before its rename leaves (`.NAME.tmp-XXXX`) is ours, hidden from
+            // `list`, and would keep the folder from going.
+            for name in (try? FileSystem.list(path(key))) ?? [] where FileSystem.isAtomicWriteTemporary(name) {
+                try FileSystem.remove("\(path(key))/\(name)")
+            }
             try FileSystem.removeDirectory(path(key))
         } else {
             try FileSystem.remove(path(key))

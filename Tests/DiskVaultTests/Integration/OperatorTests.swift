@@ -408,4 +408,45 @@ final class OperatorTests: XCTestCase {
             if width == 160 { XCTAssertTrue(sawFull, "at 160 columns: percent, ETA, new and stored bytes") }
         }
     }
+
+    /// Attacks on the new commands: `points retain` killed at each rename leaves the point whole (its old
+    /// retain-until or its new one, never a broken manifest); `points diff` of an index edited by hand is an error
+    /// naming the point, never a crash or a wrong answer; a job record of garbage or of 2 MiB does not stop
+    /// `jobs prune`, `status` or `jobs`.
+    func testRetainKilledMidwayDiffOfAnEditedIndexAndHostileJobRecords() throws {
+        try Tool.require("strace")
+        let s = try Scratch(self)
+        let vault = s.file("vault"), image = s.file("disk.img")
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--encryption", "none").status, 0)
+        try Tool.sh("head -c 3M /dev/urandom > \(image)")
+        let a = try XCTUnwrap(try Tool.dv("backup", image, "--vault", vault, "--disk", "d", "--json").json()["id"] as? String)
+        try Tool.sh("head -c 1M /dev/urandom >> \(image)")
+        let b = try XCTUnwrap(try Tool.dv("backup", image, "--vault", vault, "--disk", "d", "--json").json()["id"] as? String)
+        for n in 1...3 {
+            let killed = try Tool.run("strace", ["-f", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2", "-e", "inject=rename,renameat,renameat2:signal=SIGKILL:when=\(n)",
+                                                 Tool.diskvault, "points", "retain", "--vault", vault, "--disk", "d", "--point", a, "--until", "forever"])
+            let points = try Tool.dv("points", "--vault", vault, "--json")
+            XCTAssertEqual(points.status, 0, "\(n): \(killed.output) / \(points.output)")
+            let first = try XCTUnwrap((try points.json()["points"] as? [[String: Any]])?.first { $0["id"] as? String == a }, "point \(a) is whole after a kill at rename \(n)")
+            XCTAssertTrue(first["retainUntil"] == nil || first["retainUntil"] as? String == "9999-12-31T23:59:59.000Z", "\(first)")
+        }
+        XCTAssertEqual(try Tool.dv("verify", "--vault", vault).status, 0)
+        // What a kill before the rename left (the replace's hidden temporary) never keeps the point from going.
+        let forget = try Tool.dv("points", "forget", "--vault", vault, "--disk", "d", "--point", a)
+        XCTAssertEqual(forget.status, 0, forget.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(vault)/disks/d/points/\(a)"), "the point's folder is gone")
+
+        try Tool.sh("head -c 1M /dev/urandom >> \(image)")
+        let c = try XCTUnwrap(try Tool.dv("backup", image, "--vault", vault, "--disk", "d", "--json").json()["id"] as? String)
+        let index = "\(vault)/disks/d/points/\(c)/index"
+        try Tool.sh("printf 'XXXXXXXX' | dd of=\(index) bs=1 seek=40 conv=notrunc status=none")
+        let diff = try Tool.dv("points", "diff", "--vault", vault, "--disk", "d", b, c, "--json")
+        XCTAssertEqual(diff.status, 1, diff.output)
+        XCTAssertTrue("\(try diff.json())".contains(c), diff.stdout)
+
+        try Tool.sh("printf 'not json' > \(vault)/jobs/garbage.json; head -c 2M /dev/zero | tr '\\0' 'x' > \(vault)/jobs/huge.json")
+        XCTAssertEqual(try Tool.dv("jobs", "--vault", vault, "--json").status, 0)
+        XCTAssertEqual(try Tool.dv("status", "--vault", vault, "--json").status, 0)
+        XCTAssertEqual(try Tool.dv("jobs", "prune", "--vault", vault, "--older-than", "1s", "--json").status, 0)
+    }
 }

@@ -213,6 +213,16 @@ final class S3VaultTests: XCTestCase {
         XCTAssertEqual(Set(points.compactMap { $0["trigger"] as? String }), ["scheduled"])
         let volume = ((points.last?["keyBackup"] as? [String: Any])?["volumes"] as? [[String: Any]])?.first
         XCTAssertEqual(volume?["check"] as? String, "fits")
+        // The day's view on an object store: the changed MiB, the vault's figures, the disk's status.
+        let ids = points.compactMap { $0["id"] as? String }
+        let diff = try Tool.dv("points", "diff", "--vault", t.vault, "--disk", "enc", ids[0], ids[1], "--json")
+        XCTAssertEqual(try diff.json()["changedBytes"] as? Int, 1 << 20, diff.output)
+        let stats = try Tool.dv("stats", "--vault", t.vault, "--json")
+        XCTAssertEqual(try stats.json()["points"] as? Int, 2, stats.output)
+        XCTAssertGreaterThan(try stats.json()["uniqueChunks"] as? Int ?? 0, 0, stats.output)
+        let status = try at("2026-11-21T04:00:00Z", ["status", "--vault", t.vault, "--json"])
+        XCTAssertEqual(status.status, 0, status.output)
+        XCTAssertEqual((try status.json()["disks"] as? [[String: Any]])?.first?["lastPoint"] as? String, ids[1])
 
         // keep-daily 1: the newer point stays; gc frees the one MiB only the older point held.
         let prune = try at("2026-11-22T00:00:00Z", ["prune", "--vault", t.vault])
