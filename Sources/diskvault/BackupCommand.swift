@@ -117,6 +117,11 @@ struct BackupCommand: ParsableCommand {
         if let source, !ImageSource.isNBDURI(source) {
             throw DiskVaultError(.usage, "--source \(source) is not an NBD URI (nbd://…, nbds://…, nbd+unix:///…?socket=…)")
         }
+        // A protected disk backed up from an image given by hand still reaches its keys through its protection's
+        // key vault, unless another is given.
+        if options.keyVault == nil, !withoutKeys, let protected = try vault.protectedDisks().first(where: { $0.disk == disk }) {
+            options.keyVault = protected.keyVault
+        }
         let forced = try format.map { (value) throws(DiskVaultError) in try ImageFormat.parse(option: value) }
         let source = try ImageSource.open(image ?? self.source!, format: forced, inUse: allowLive ? .allow : .refuse)
         // One backup of a disk at a time; backups share the vault with each other, not with gc.

@@ -305,6 +305,10 @@ final class OperatorTests: XCTestCase {
         XCTAssertEqual(manifest["trigger"] as? String, "on-demand")
         XCTAssertEqual((manifest["source"] as? [String: Any])?["path"] as? String, image)
         XCTAssertNotNil(manifest["keyBackup"], "the keys were backed up through the stored key vault: \(manifest)")
+        // The image given by hand, no key-vault flags: the protection's key vault still gives the keys.
+        let byHand = try Tool.dv("backup", image, "--vault", t.vault, "--disk", "enc", "--json")
+        XCTAssertEqual(byHand.status, 0, byHand.output)
+        XCTAssertNotNil(try byHand.json()["keyBackup"], byHand.stdout)
         let unprotected = try Tool.dv("backup", "--vault", t.vault, "--disk", "other")
         XCTAssertEqual(unprotected.status, 2)
         XCTAssertTrue(unprotected.stderr.contains("protect add"), unprotected.stderr)
