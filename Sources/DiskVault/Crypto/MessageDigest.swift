@@ -62,3 +62,17 @@ public final class MessageDigest {
         return out
     }
 }
+
+extension MessageDigest {
+    /// MD5 of `bytes`: only for what a protocol asks for by name (S3's Content-MD5), never for integrity here.
+    /// The corresponding C function is `EVP_Digest`.
+    static func md5(_ bytes: [UInt8]) -> [UInt8] {
+        guard let md = EVP_MD_fetch(nil, "MD5", nil) else { fatalError("this build's OpenSSL has no MD5") }
+        defer { EVP_MD_free(md) }
+        var out = [UInt8](repeating: 0, count: 16)
+        var length: UInt32 = 0
+        let ok = bytes.withUnsafeBytes { b in out.withUnsafeMutableBufferPointer { EVP_Digest(b.baseAddress, b.count, $0.baseAddress, &length, md, nil) } }
+        guard ok == 1, length == 16 else { fatalError("EVP_Digest(MD5) failed") }
+        return out
+    }
+}

@@ -104,6 +104,17 @@ public final class ChunkStore: Sendable {
         return found
     }
 
+    /// `listBlobs` with each blob's size as `head` gives it (0 for an entry that is no object, a folder say),
+    /// from listings: an object store is not asked once a blob.
+    public func listBlobsWithSizes() throws(DiskVaultError) -> [(digest: Digest256, key: String, size: UInt64)] {
+        var sizes: [String: UInt64] = [:]
+        let folders = prefixDigits == 0 ? ["chunks"] : try storage.list("chunks").filter { $0.utf8.count == prefixDigits }.map { "chunks/\($0)" }
+        for folder in folders {
+            for (name, size) in try storage.listSizes(folder) { sizes["\(folder)/\(name)"] = size }
+        }
+        return try listBlobs().map { ($0.0, $0.1, sizes[$0.1] ?? 0) }
+    }
+
     public func contains(_ digest: Digest256) throws(DiskVaultError) -> Bool {
         try storage.head(key(digest)) != nil
     }

@@ -114,6 +114,23 @@ public final class EncryptedStorage: VaultStorage {
 
     public func list(_ prefix: String) throws(DiskVaultError) -> [String] { try inner.list(prefix) }
     public func delete(_ key: String) throws(DiskVaultError) { try inner.delete(key) }
+    public func delete(batch keys: [String]) throws(DiskVaultError) -> [(key: String, problem: String)] { try inner.delete(batch: keys) }
+
+    /// Sizes as `head` gives them: a sealed blob's less its seal (objects that may be streams are asked one by one).
+    public func listSizes(_ prefix: String) throws(DiskVaultError) -> [(name: String, size: UInt64)] {
+        var out: [(name: String, size: UInt64)] = []
+        for (name, sealed) in try inner.listSizes(prefix) {
+            let key = "\(prefix)/\(name)"
+            if Self.isClear(key) {
+                out.append((name, sealed))
+            } else if Self.mayBeStream(key) {
+                if let size = try head(key) { out.append((name, size)) }
+            } else {
+                out.append((name, sealed >= UInt64(AESGCM.overhead) ? sealed - UInt64(AESGCM.overhead) : 0))
+            }
+        }
+        return out
+    }
     public func barrier() throws(DiskVaultError) { try inner.barrier() }
 
     public func putBlobIfAbsent(_ key: String, padded: UnsafeRawBufferPointer, length: Int) throws(DiskVaultError) -> Bool {

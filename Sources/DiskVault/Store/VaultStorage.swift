@@ -44,6 +44,12 @@ public protocol VaultStorage: VaultLocking {
     func list(_ prefix: String) throws(DiskVaultError) -> [String]
 
     func delete(_ key: String) throws(DiskVaultError)
+    /// Deletes every key, as `delete` does (a missing one is no error); returns the keys that could not be
+    /// deleted, with why. An object store deletes a thousand a request.
+    func delete(batch keys: [String]) throws(DiskVaultError) -> [(key: String, problem: String)]
+    /// The objects directly under `prefix` with their sizes as `head` gives them (folders left out): one
+    /// listing, where `list` and a `head` each would cost an object store a request an object.
+    func listSizes(_ prefix: String) throws(DiskVaultError) -> [(name: String, size: UInt64)]
 
     /// Makes every object put so far durable (one flush rather than one per object).
     func barrier() throws(DiskVaultError)
@@ -70,6 +76,22 @@ public protocol VaultStorage: VaultLocking {
 }
 
 extension VaultStorage {
+    public func delete(batch keys: [String]) throws(DiskVaultError) -> [(key: String, problem: String)] {
+        var failed: [(key: String, problem: String)] = []
+        for key in keys {
+            do { try delete(key) } catch { failed.append((key, "\(error)")) }
+        }
+        return failed
+    }
+
+    public func listSizes(_ prefix: String) throws(DiskVaultError) -> [(name: String, size: UInt64)] {
+        var out: [(name: String, size: UInt64)] = []
+        for name in try list(prefix) {
+            if let size = try head("\(prefix)/\(name)") { out.append((name, size)) }
+        }
+        return out
+    }
+
     /// Reads the object into `buffer`; its length. An object larger than the buffer is corrupt.
     public func read(_ key: String, into buffer: UnsafeMutableRawBufferPointer) throws(DiskVaultError) -> Int {
         let got = try read(key, into: { _ in buffer })

@@ -229,9 +229,14 @@ final class S3VaultTests: XCTestCase {
         XCTAssertEqual(prune.status, 0, prune.output)
         let left = try XCTUnwrap(try Tool.dv("points", "--vault", t.vault, "--disk", "enc", "--json").json()["points"] as? [[String: Any]])
         XCTAssertEqual(left.compactMap { $0["id"] as? String }, [points[1]["id"] as? String].compactMap { $0 })
+        let blobsBefore = try XCTUnwrap(try Tool.dv("stats", "--vault", t.vault, "--json").json()["uniqueChunks"] as? Int)
         let gc = try Tool.dv("gc", "--vault", t.vault, "--json")
         XCTAssertEqual(gc.status, 0, gc.output)
         XCTAssertEqual(try gc.json()["blobsRemoved"] as? Int, 1, gc.stdout)
+        let freed = try gc.json()["bytesFreed"] as? Int ?? 0
+        XCTAssertTrue(freed > 1 << 20 && freed < (1 << 20) + 64, "the MiB of ciphertext, stored raw, and its blob header: \(gc.stdout)")
+        // Gone from the store itself (deleted by one DeleteObjects request), not only counted.
+        XCTAssertEqual(try Tool.dv("stats", "--vault", t.vault, "--json").json()["uniqueChunks"] as? Int, blobsBefore - 1)
 
         // The key gone from the key vault: restore refuses and names `keys restore`, which puts it back.
         try t.run("keyvault", "secret", "delete", t.kv, "--name", "k")

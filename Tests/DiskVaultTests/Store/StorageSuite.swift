@@ -120,6 +120,27 @@ enum StorageSuite {
         XCTAssertEqual(try storage.get("disks/b/disk.json", limit: 100), Array("disks/b/disk.json".utf8))
     }
 
+    /// `listSizes` gives what `list` and `head` give, in one listing; `delete(batch:)` deletes every key given
+    /// (missing ones are no failure), more than an object store takes in one request, names with XML's special
+    /// characters included, and nothing else.
+    static func batchDeleteAndSizes(_ storage: any VaultStorage) throws {
+        var keys: [String] = []
+        for i in 0..<1003 {
+            let key = String(format: "chunks/%064x", i)
+            XCTAssertTrue(try storage.putIfAbsent(key, Array(repeating: UInt8(i & 0xff), count: i % 7 + 1), durable: false))
+            keys.append(key)
+        }
+        XCTAssertTrue(try storage.putIfAbsent("jobs/a&b<c>.json", Array("odd".utf8), durable: false))
+        let sized = try storage.listSizes("chunks")
+        XCTAssertEqual(sized.count, 1003)
+        for (name, size) in sized.prefix(20) { XCTAssertEqual(try storage.head("chunks/\(name)"), size, name) }
+        XCTAssertEqual(try storage.listSizes("jobs").map(\.name), ["a&b<c>.json"])
+        let failed = try storage.delete(batch: Array(keys.prefix(1002)) + ["chunks/" + String(repeating: "f", count: 64), "jobs/a&b<c>.json"])
+        XCTAssertTrue(failed.isEmpty, "\(failed)")
+        XCTAssertEqual(try storage.list("chunks"), [String(keys[1002].dropFirst("chunks/".count))])
+        XCTAssertEqual(try storage.list("jobs"), [])
+    }
+
     /// `replace` puts over what is there (or creates); `replaceBlob` puts a blob over a damaged one.
     static func replace(_ storage: any VaultStorage) throws {
         try storage.replace("jobs/j.json", Array("first".utf8))
@@ -302,6 +323,7 @@ final class LocalStorageSuiteTests: XCTestCase {
     func testWholeOrNothing() throws { try StorageSuite.wholeOrNothing(try storage()) }
     func testLimits() throws { try StorageSuite.limits(try storage()) }
     func testHeadListDelete() throws { try StorageSuite.headListDelete(try storage()) }
+    func testBatchDeleteAndSizes() throws { try StorageSuite.batchDeleteAndSizes(try storage()) }
     func testReplace() throws { try StorageSuite.replace(try storage()) }
     func testBlobs() throws { try StorageSuite.blobs(try storage()) }
     func testStreams() throws { try StorageSuite.streams(try storage()) }
@@ -320,6 +342,7 @@ final class MemoryStorageSuiteTests: XCTestCase {
     func testWholeOrNothing() throws { try StorageSuite.wholeOrNothing(storage()) }
     func testLimits() throws { try StorageSuite.limits(storage()) }
     func testHeadListDelete() throws { try StorageSuite.headListDelete(storage()) }
+    func testBatchDeleteAndSizes() throws { try StorageSuite.batchDeleteAndSizes(storage()) }
     func testReplace() throws { try StorageSuite.replace(storage()) }
     func testBlobs() throws { try StorageSuite.blobs(storage()) }
     func testStreams() throws { try StorageSuite.streams(storage()) }
@@ -344,6 +367,7 @@ final class EncryptedStorageSuiteTests: XCTestCase {
     func testWholeOrNothing() throws { try StorageSuite.wholeOrNothing(try storage()) }
     func testLimits() throws { try StorageSuite.limits(try storage()) }
     func testHeadListDelete() throws { try StorageSuite.headListDelete(try storage()) }
+    func testBatchDeleteAndSizes() throws { try StorageSuite.batchDeleteAndSizes(try storage()) }
     func testReplace() throws { try StorageSuite.replace(try storage()) }
     func testBlobs() throws { try StorageSuite.blobs(try storage()) }
     func testStreams() throws { try StorageSuite.streams(try storage()) }
@@ -363,6 +387,7 @@ final class S3StorageSuiteTests: XCTestCase {
     func testWholeOrNothing() throws { try StorageSuite.wholeOrNothing(try storage()) }
     func testLimits() throws { try StorageSuite.limits(try storage()) }
     func testHeadListDelete() throws { try StorageSuite.headListDelete(try storage()) }
+    func testBatchDeleteAndSizes() throws { try StorageSuite.batchDeleteAndSizes(try storage()) }
     func testReplace() throws { try StorageSuite.replace(try storage()) }
     func testBlobs() throws { try StorageSuite.blobs(try storage()) }
     func testStreams() throws { try StorageSuite.streams(try storage()) }

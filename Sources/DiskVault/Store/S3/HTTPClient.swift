@@ -130,7 +130,8 @@ final class HTTPClient: @unchecked Sendable {
         switch method {
         case "HEAD": _ = dv_curl_set_long(h, CURLOPT_NOBODY, 1)
         case "GET": break
-        case "PUT":
+        case "PUT", "POST":
+            if method == "POST" { _ = dv_curl_set_string(h, CURLOPT_CUSTOMREQUEST, method) }
             _ = dv_curl_set_long(h, CURLOPT_UPLOAD, 1)
             _ = dv_curl_set_offset(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(context.bodyLength))
             _ = dv_curl_set_callback(h, CURLOPT_READFUNCTION, readCallback)

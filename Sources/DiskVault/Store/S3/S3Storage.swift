@@ -61,7 +61,7 @@ public final class S3Storage: VaultStorage {
         sink: HTTPClient.Sink = .discard, accept: Set<Int> = [200], doing: String
     ) throws(DiskVaultError) -> Outcome {
         let target = url(key.map(objectKey), query: query)
-        if method == "PUT" || method == "DELETE", key?.hasPrefix("\(VaultLock.folder)/") != true {
+        if method == "PUT" || method == "DELETE" || method == "POST", key?.hasPrefix("\(VaultLock.folder)/") != true {
             // A run whose lease lapsed may have lost the vault to another (a gc): it changes nothing more.
             for lock in held.withLock({ $0 }) { try lock.confirm() }
         }
@@ -288,6 +288,50 @@ public final class S3Storage: VaultStorage {
             throw DiskVaultError(.corrupt, "\(doing): the object store says there is more but gives no continuation token", path: location)
         }
         return (l.objects, l.commonPrefixes, l.isTruncated, l.nextToken, r.headers["date"].flatMap(S3XML.parseHTTPDate))
+    }
+
+    /// DeleteObjects (POST ?delete), a thousand keys a request, quiet: the answer lists only what failed. A
+    /// retry is safe: deleting what is gone is success.
+    public func delete(batch keys: [String]) throws(DiskVaultError) -> [(key: String, problem: String)] {
+        var failed: [(key: String, problem: String)] = []
+        var start = 0
+        while start < keys.count {
+            let part = keys[start..<min(keys.count, start + 1000)]
+            start += part.count
+            var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>"
+            for key in part { xml += "<Object><Key>\(S3XML.escape(objectKey(key)))</Key></Object>" }
+            xml += "</Delete>"
+            let body = Array(xml.utf8)
+            let md5 = Data(MessageDigest.md5(body)).base64EncodedString()
+            var sent: Result<Outcome, DiskVaultError> = .failure(DiskVaultError(.io, "not sent"))
+            body.withUnsafeBytes { b in
+                do throws(DiskVaultError) {
+                    sent = .success(try send("POST", nil, query: [("delete", "")], headers: ["Content-MD5: \(md5)", "Content-Type: application/xml"],
+                                             body: .bytes([b]), sink: .collect(limit: 4 << 20), doing: "cannot delete \(part.count) objects"))
+                } catch {
+                    sent = .failure(error)
+                }
+            }
+            let outcome = try sent.get()
+            let prefix = s3.prefix.isEmpty ? "" : "\(s3.prefix)/"
+            for e in S3XML.deleteErrors(outcome.response.body) where e.code != "NoSuchKey" {
+                let key = e.key.hasPrefix(prefix) ? String(e.key.dropFirst(prefix.count)) : e.key
+                failed.append((key, "the object store refused to delete it (\(e.code): \(e.message))"))
+            }
+        }
+        return failed
+    }
+
+    public func listSizes(_ prefix: String) throws(DiskVaultError) -> [(name: String, size: UInt64)] {
+        let full = objectKey(prefix) + "/"
+        var out: [(name: String, size: UInt64)] = []
+        try forEachPage(prefix: full, delimiter: "/") { page in
+            for o in page.objects where o.key.hasPrefix(full) {
+                let name = String(o.key.dropFirst(full.count))
+                if !name.isEmpty, !name.hasPrefix("."), !name.contains("/") { out.append((name, o.size)) }
+            }
+        }
+        return out.sorted { $0.name < $1.name }
     }
 
     public func delete(_ key: String) throws(DiskVaultError) {

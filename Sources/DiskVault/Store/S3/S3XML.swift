@@ -67,6 +67,31 @@ enum S3XML {
         return found
     }
 
+    /// The failures a DeleteObjects answer lists (quiet: only these).
+    static func deleteErrors(_ xml: [UInt8]) -> [(key: String, code: String, message: String)] {
+        let text = String(decoding: xml, as: UTF8.self)
+        return elements("Error", in: text).compactMap { block in
+            guard let key = elements("Key", in: block).first.map(decode) else { return nil }
+            return (key, elements("Code", in: block).first.map(decode) ?? "?", elements("Message", in: block).first.map(decode) ?? "")
+        }
+    }
+
+    /// `s` as XML character data: & < > " ' as entities.
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for c in s {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&apos;"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+
     /// XML character data with its five entities and numeric references resolved.
     static func decode(_ s: String) -> String {
         guard s.contains("&") else { return s }
