@@ -48,7 +48,7 @@ public struct VaultStats: Codable, Sendable {
     /// dataBytes / storedBytes: what deduplication and compression save together.
     public var spaceSavingRatio: Double?
 
-    /// Reads every manifest and lists (and sizes) every blob; `disk` limits the disks (the vault-wide blob
+    /// Reads every manifest and lists every blob with its size; `disk` limits the disks (the vault-wide blob
     /// figures stay the vault's). `perPoint` adds each point's own figures.
     public static func compute(_ vault: Vault, disk only: String? = nil, perPoint: Bool = false) throws(DiskVaultError) -> VaultStats {
         let chunkSize = vault.config.chunkSize
@@ -75,10 +75,10 @@ public struct VaultStats: Codable, Sendable {
         if let only, disks.isEmpty { throw DiskVaultError(.notFound, "no disk named \(only) in the vault", path: vault.location) }
         var unique = 0
         var stored: UInt64 = 0
-        for (_, key) in try vault.chunks.listBlobs() {
-            guard let size = try vault.storage.head(key) else { continue }  // removed meanwhile (a gc)
+        // Sizes from the listings: an object store is not asked once a blob.
+        for blob in try vault.chunks.listBlobsWithSizes() {
             unique += 1
-            stored += size
+            stored += blob.size
         }
         let logical = disks.reduce(0) { $0 + $1.logicalBytes }, data = disks.reduce(0) { $0 + $1.dataBytes }
         let uniqueBytes = UInt64(unique) * UInt64(chunkSize)
