@@ -316,6 +316,52 @@ final class ServeTests: XCTestCase {
         XCTAssertTrue(try fileBytesEqual(s.file("copy.img"), image))
     }
 
+    /// Clients that ask for a read and then never take the reply: each holds its own connection, never a slot of
+    /// the chunk cache, so with more of them than the cache has slots (30 clients on 30 chunks of a 48 MiB disk
+    /// of 1 MiB chunks) an honest client still copies the disk. (A reply was once sent from inside its slot: the
+    /// stalled clients held every slot and the honest copy waited for ever.)
+    func testClientsThatStopReadingHoldNoCacheSlot() throws {
+        try Tool.require("nbdcopy", "python3", "timeout")
+        let s = try Scratch(self)
+        let vault = s.file("vault"), image = s.file("random.img")
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--encryption", "none").status, 0)
+        try Tool.sh("head -c 48M /dev/urandom > \(image)")
+        XCTAssertEqual(try Tool.dv("backup", image, "--vault", vault, "--disk", "web").status, 0)
+        let socket = s.file("s.sock")
+        let server = try serve(s, ["--vault", vault, "--disk", "web", "--socket", socket, "--max-connections", "64"])
+        defer { _ = server.stop() }
+        let stall = Process()
+        stall.executableURL = URL(fileURLWithPath: try Tool.which("python3"))
+        stall.arguments = ["-c", """
+            import socket, struct, sys, time
+            held = []
+            for n in range(30):
+                c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[1])
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                hello = b''
+                while len(hello) < 18: hello += c.recv(18 - len(hello))
+                c.sendall(struct.pack('>I', 3) + struct.pack('>QII', 0x49484156454F5054, 1, 3) + b'web')
+                got = b''
+                while len(got) < 10: got += c.recv(10 - len(got))
+                # 1 MiB of chunk n, and the reply never read.
+                c.sendall(struct.pack('>IHHQQI', 0x25609513, 0, 0, n, n << 20, 1 << 20))
+                held.append(c)
+            print('stalled', flush=True)
+            time.sleep(120)
+            """, socket]
+        let out = Pipe()
+        stall.standardOutput = out
+        stall.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try stall.run()
+        defer { if stall.isRunning { stall.terminate() }; stall.waitUntilExit() }
+        let line = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        XCTAssertTrue(line.contains("stalled"), line)
+        usleep(500_000)
+        let copy = try Tool.run("timeout", ["60", "nbdcopy", server.uri, s.file("copy.img")])
+        XCTAssertEqual(copy.status, 0, "the honest copy finished while 30 clients stalled: \(copy.output)")
+        XCTAssertTrue(try fileBytesEqual(s.file("copy.img"), image))
+    }
+
     /// `restore --instant`: a qcow2 overlay backed by the served point reads as the disk at once; writes land in
     /// the overlay only (the point restores as it was); `restore --finish` copies the rest in, leaves an overlay
     /// with no backing file, and stops the export. Without a VM (qemu-img rebase), and with one running the
