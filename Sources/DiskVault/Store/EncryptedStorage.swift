@@ -84,6 +84,11 @@ public final class EncryptedStorage: VaultStorage {
     /// first bytes say (it may have been put whole), so they are read.
     public func head(_ key: String) throws(DiskVaultError) -> UInt64? {
         guard let sealed = try inner.head(key) else { return nil }
+        return try plaintextSize(key, sealed: sealed)
+    }
+
+    /// `head`'s answer for an object of `sealed` bytes stored under `key`.
+    private func plaintextSize(_ key: String, sealed: UInt64) throws(DiskVaultError) -> UInt64 {
         if Self.isClear(key) { return sealed }
         if Self.mayBeStream(key), try isStream(key) { return SealedObjectStream.plaintextSize(sealedSize: sealed) }
         return sealed >= UInt64(AESGCM.overhead) ? sealed - UInt64(AESGCM.overhead) : 0
@@ -116,19 +121,10 @@ public final class EncryptedStorage: VaultStorage {
     public func delete(_ key: String) throws(DiskVaultError) { try inner.delete(key) }
     public func delete(batch keys: [String]) throws(DiskVaultError) -> [(key: String, problem: String)] { try inner.delete(batch: keys) }
 
-    /// Sizes as `head` gives them: a sealed blob's less its seal (objects that may be streams are asked one by one).
+    /// Sizes as `head` gives them, from the inner listing (an object that may be a stream has its first bytes read).
     public func listSizes(_ prefix: String) throws(DiskVaultError) -> [(name: String, size: UInt64)] {
         var out: [(name: String, size: UInt64)] = []
-        for (name, sealed) in try inner.listSizes(prefix) {
-            let key = "\(prefix)/\(name)"
-            if Self.isClear(key) {
-                out.append((name, sealed))
-            } else if Self.mayBeStream(key) {
-                if let size = try head(key) { out.append((name, size)) }
-            } else {
-                out.append((name, sealed >= UInt64(AESGCM.overhead) ? sealed - UInt64(AESGCM.overhead) : 0))
-            }
-        }
+        for (name, sealed) in try inner.listSizes(prefix) { out.append((name, try plaintextSize("\(prefix)/\(name)", sealed: sealed))) }
         return out
     }
     public func barrier() throws(DiskVaultError) { try inner.barrier() }

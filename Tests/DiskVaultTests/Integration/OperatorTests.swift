@@ -76,6 +76,18 @@ final class OperatorTests: XCTestCase {
         }
     }
 
+    /// A new clear vault of 1 MiB chunks in the scratch space.
+    func clearVault(_ s: Scratch, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let vault = s.file("vault")
+        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--encryption", "none").status, 0, file: file, line: line)
+        return vault
+    }
+
+    /// Backs `image` up as disk `d`; the new point's id.
+    func pointID(backup image: String, into vault: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        try XCTUnwrap(try Tool.dv("backup", image, "--vault", vault, "--disk", "d", "--json").json()["id"] as? String, file: file, line: line)
+    }
+
     /// stdout is exactly one JSON object (a second object, a line of text or nothing all fail to parse whole).
     func oneObject(_ r: RunResult, _ what: String, file: StaticString = #filePath, line: UInt = #line) -> [String: Any]? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else {
@@ -190,12 +202,11 @@ final class OperatorTests: XCTestCase {
     func testPointsDiffAndStatsOfAKnownChange() throws {
         try Tool.require("qemu-io")
         let s = try Scratch(self)
-        let vault = s.file("vault"), image = s.file("disk.img")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--encryption", "none").status, 0)
+        let vault = try clearVault(s), image = s.file("disk.img")
         try Tool.sh("head -c 24M /dev/urandom > \(image); truncate -s 40M \(image)")
-        let a = try XCTUnwrap(try Tool.dv("backup", image, "--vault", vault, "--disk", "d", "--json").json()["id"] as? String)
+        let a = try pointID(backup: image, into: vault)
         try Tool.sh("qemu-io -f raw -c 'write -P 0x5a 5M 64k' -c 'write -P 0x33 30M 2M' \(image) >/dev/null")
-        let b = try XCTUnwrap(try Tool.dv("backup", image, "--vault", vault, "--disk", "d", "--json").json()["id"] as? String)
+        let b = try pointID(backup: image, into: vault)
         let diff = try Tool.dv("points", "diff", "--vault", vault, "--disk", "d", a, b, "--json").json()
         XCTAssertEqual(diff["changedChunks"] as? Int, 3)
         XCTAssertEqual(diff["changedBytes"] as? Int, 3 << 20)
@@ -221,8 +232,7 @@ final class OperatorTests: XCTestCase {
     /// retained until a date survives a prune whose rules would remove it, until that date.
     func testStatusIsAMonitoringCheckAndRetainHoldsAPoint() throws {
         let s = try Scratch(self)
-        let vault = s.file("vault"), image = s.file("disk.img")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--encryption", "none").status, 0)
+        let vault = try clearVault(s), image = s.file("disk.img")
         try Tool.sh("head -c 2M /dev/urandom > \(image)")
         XCTAssertEqual(try Tool.dv("policy", "create", "--vault", vault, "--name", "p", "--schedule", "daily 02:00", "--keep-last", "1").status, 0)
         let at = { (when: String, args: [String]) throws -> RunResult in try Tool.dv(args, environment: ["DISKVAULT_NOW": when]) }
@@ -376,8 +386,7 @@ final class OperatorTests: XCTestCase {
     func testTheProgressLineFitsTheTerminalAndIsClearedAtTheEnd() throws {
         try Tool.require("tmux", "strace")
         let s = try Scratch(self)
-        let vault = s.file("vault"), image = s.file("disk.img")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--encryption", "none").status, 0)
+        let vault = try clearVault(s), image = s.file("disk.img")
         try Tool.sh("seq 1 9999999 | head -c 24M > \(image)")  // text: no warning that it looks encrypted
         for width in [40, 160] {
             let session = "dv-progress-\(getpid())-\(width)", done = s.file("done-\(width)")
@@ -420,12 +429,11 @@ final class OperatorTests: XCTestCase {
     func testRetainKilledMidwayDiffOfAnEditedIndexAndHostileJobRecords() throws {
         try Tool.require("strace")
         let s = try Scratch(self)
-        let vault = s.file("vault"), image = s.file("disk.img")
-        XCTAssertEqual(try Tool.dv("vault", "init", vault, "--chunk-size", "1MiB", "--encryption", "none").status, 0)
+        let vault = try clearVault(s), image = s.file("disk.img")
         try Tool.sh("head -c 3M /dev/urandom > \(image)")
-        let a = try XCTUnwrap(try Tool.dv("backup", image, "--vault", vault, "--disk", "d", "--json").json()["id"] as? String)
+        let a = try pointID(backup: image, into: vault)
         try Tool.sh("head -c 1M /dev/urandom >> \(image)")
-        let b = try XCTUnwrap(try Tool.dv("backup", image, "--vault", vault, "--disk", "d", "--json").json()["id"] as? String)
+        let b = try pointID(backup: image, into: vault)
         for n in 1...3 {
             let killed = try Tool.run("strace", ["-f", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2", "-e", "inject=rename,renameat,renameat2:signal=SIGKILL:when=\(n)",
                                                  Tool.diskvault, "points", "retain", "--vault", vault, "--disk", "d", "--point", a, "--until", "forever"])
@@ -441,7 +449,7 @@ final class OperatorTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(vault)/disks/d/points/\(a)"), "the point's folder is gone")
 
         try Tool.sh("head -c 1M /dev/urandom >> \(image)")
-        let c = try XCTUnwrap(try Tool.dv("backup", image, "--vault", vault, "--disk", "d", "--json").json()["id"] as? String)
+        let c = try pointID(backup: image, into: vault)
         let index = "\(vault)/disks/d/points/\(c)/index"
         try Tool.sh("printf 'XXXXXXXX' | dd of=\(index) bs=1 seek=40 conv=notrunc status=none")
         let diff = try Tool.dv("points", "diff", "--vault", vault, "--disk", "d", b, c, "--json")
