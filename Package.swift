@@ -22,9 +22,11 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // Linux calls Glibc's module does not export (they need _GNU_SOURCE): SEEK_DATA, syncfs, renameat2.
         .target(name: "CLinux"),
+        // scrypt's ROMix on vectors; optimised in every build (unoptimised, a key vault's N = 2^20 takes seconds).
+        .target(name: "CScrypt", cSettings: [.unsafeFlags(["-O2"])]),
         .target(
             name: "DiskVault",
-            dependencies: ["CZlib", "COpenSSL", "CISAL", "CLinux", "CNBD", "CCurl"]
+            dependencies: ["CZlib", "COpenSSL", "CISAL", "CLinux", "CNBD", "CCurl", "CScrypt"]
         ),
         .executableTarget(
             name: "diskvault",

@@ -1,4 +1,5 @@
 // Throughput of the per-chunk work of a backup and a restore, on 4 MiB chunks (the vault's default chunk size).
+// Beside them, the passphrase key derivation each command on an encrypted vault runs once.
 //
 // Every benchmark does one chunk (or one index) per iteration and reports:
 //   - `MB/s`: the bytes of that chunk (10^6 bytes per MB) over the time of that one call, as percentiles;
@@ -264,5 +265,13 @@ let benchmarks: @Sendable () -> Void = {
         let digests = (0..<digestCount).map { _ in randomDigest() }
         precondition(ChunkIndex(chunkSize: chunkSize, imageSize: UInt64(digestCount * chunkSize), digests: digests).encoded().count == indexBytes)
         return digests
+    }
+
+    // The key derivation every command on an encrypted vault runs once (vault.json's default work factor).
+    Benchmark(
+        "scrypt N=2^15 r=8 p=1 (opening an encrypted vault)",
+        configuration: .init(metrics: [.wallClock, .peakMemoryResident], warmupIterations: 1, maxDuration: .seconds(3), maxIterations: 40)
+    ) { _ in
+        blackHole(Scrypt.derive(Array("a passphrase".utf8), salt: Array(repeating: 7, count: 16), logN: 15))
     }
 }

@@ -1,4 +1,4 @@
-import DiskVault
+@testable import DiskVault
 import Foundation
 import XCTest
 
@@ -181,6 +181,33 @@ final class CryptoVectorTests: XCTestCase {
         XCTAssertEqual(
             Scrypt.derive(Array("pleaseletmein".utf8), salt: Array("SodiumChloride".utf8), logN: 20, r: 8, p: 1),
             hex("21 01 cb 9b 6a 51 1a ae ad db be 09 cf 70 f8 81 ec 56 8d 57 4a 2f fd 4d ab e5 ee 98 20 ad aa 47"))
+    }
+
+    /// The project's ROMix against OpenSSL's on every shape of parameters the wrapper takes: r odd and even
+    /// (BlockMix's halves), p > 1 (each block its own ROMix), passphrases and salts of any length and byte.
+    func testScryptMatchesOpenSSL() {
+        var rng = SystemRandomNumberGenerator()
+        let shapes: [(logN: Int, r: Int, p: Int)] = [(10, 1, 1), (10, 2, 1), (10, 3, 2), (11, 8, 1), (10, 5, 3), (12, 8, 2), (10, 32, 1), (10, 1, 16)]
+        for (k, shape) in shapes.enumerated() {
+            let passphrase = (0..<Int.random(in: 0...80, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let salt = (0..<Int.random(in: 0...40, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let ours = Scrypt.derive(passphrase, salt: salt, logN: shape.logN, r: shape.r, p: shape.p)
+            XCTAssertNotNil(ours, "shape \(k)")
+            XCTAssertEqual(ours, Scrypt.openSSLDerive(passphrase, salt: salt, logN: shape.logN, r: shape.r, p: shape.p),
+                           "logN \(shape.logN) r \(shape.r) p \(shape.p), passphrase \(passphrase), salt \(salt)")
+        }
+    }
+
+    /// Parameters a damaged vault.json or keyvault.json could carry: refused, never allocated.
+    func testScryptRefusesWhatIsOutOfBounds() {
+        // 128 · 32 · 2^22 = 16 GiB: past the memory limit.
+        XCTAssertNil(Scrypt.derive(Array("x".utf8), salt: [], logN: 22, r: 32, p: 1))
+        // 2^21 · 128 · 8 = 2 GiB.
+        XCTAssertNil(Scrypt.derive(Array("x".utf8), salt: [], logN: 21, r: 8, p: 1))
+        XCTAssertNil(Scrypt.derive(Array("x".utf8), salt: [], logN: 10, r: 0, p: 1))
+        XCTAssertNil(Scrypt.derive(Array("x".utf8), salt: [], logN: 10, r: 33, p: 1))
+        XCTAssertNil(Scrypt.derive(Array("x".utf8), salt: [], logN: 10, r: 8, p: 17))
+        XCTAssertNil(Scrypt.derive(Array("x".utf8), salt: [], logN: 23, r: 1, p: 1))
     }
 
     // MARK: AES-XTS
