@@ -96,6 +96,7 @@ struct KeyVaultKey: ParsableCommand {
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "create",
             abstract: "Create a standalone key.",
             discussion: """
             Examples:
@@ -119,6 +120,7 @@ struct KeyVaultKey: ParsableCommand {
 
     struct Import: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "import",
             abstract: "Import a standalone PEM private key (certificates are refused).",
             discussion: """
             Examples:
@@ -139,6 +141,7 @@ struct KeyVaultKey: ParsableCommand {
 
     struct Delete: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "delete",
             abstract: "Delete a key and all its versions.",
             discussion: """
             Examples:
@@ -162,6 +165,7 @@ struct KeyVaultSecret: ParsableCommand {
 
     struct Set: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "set",
             abstract: "Store a new version of a secret: a LUKS passphrase or key file, or a BitLocker .BEK.",
             discussion: """
                 The file is stored byte for byte: a passphrase written with `echo` ends with a newline, which is \
@@ -213,6 +217,7 @@ struct KeyVaultSecret: ParsableCommand {
 
     struct Get: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "get",
             abstract: "Write a secret's BEK (unwrapped) to a file.",
             discussion: """
             Examples:
@@ -236,6 +241,7 @@ struct KeyVaultSecret: ParsableCommand {
 
     struct Delete: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "delete",
             abstract: "Delete a secret and all its versions.",
             discussion: """
             Examples:
@@ -269,6 +275,7 @@ struct KeyVaultAccessCommand: ParsableCommand {
 
     struct Grant: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "grant",
             abstract: "Grant permissions and issue the principal's credential file.",
             discussion: """
             Examples:
@@ -301,6 +308,7 @@ struct KeyVaultAccessCommand: ParsableCommand {
 
     struct Rotate: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "rotate",
             abstract: "Issue a principal a new credential with the same permissions; the old one stops working.",
             discussion: """
             Every capability the old credential held gets a new key and every item is sealed again, as on revoke.
@@ -326,6 +334,7 @@ struct KeyVaultAccessCommand: ParsableCommand {
 
     struct Revoke: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "revoke",
             abstract: "Revoke a principal's access; its credential stops working.",
             discussion: """
             Every capability it held gets a new key and every item is sealed again: what it copied out opens nothing written from now on.
@@ -372,6 +381,7 @@ struct KeyVaultEscrow: ParsableCommand {
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "add",
             abstract: "Escrow every key and secret to an encrypted vault (every item is sealed again).",
             discussion: """
             Examples:
@@ -407,6 +417,7 @@ struct KeyVaultEscrow: ParsableCommand {
 
     struct Remove: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "remove",
             abstract: "Stop escrowing to a vault (every item is sealed again without it).",
             discussion: """
             Key backups already stored in that vault stay restorable with its passphrase; only new ones are not escrowed.
@@ -429,6 +440,7 @@ struct KeyVaultEscrow: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "The vaults the key vault escrows to.",
             discussion: """
             Examples:

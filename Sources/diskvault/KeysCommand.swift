@@ -10,6 +10,7 @@ struct KeysCommand: ParsableCommand {
 
     struct Restore: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "restore",
             abstract: "Put the key and secret a recovery point carries back into its key vault, or into a new one (needs restore permission).",
             discussion: """
                 Into the key vault the point was backed up from, the key backup opens with the principal's credential. \

@@ -41,6 +41,7 @@ struct JobsCommand: ParsableCommand {
 
     struct Prune: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "prune",
             abstract: "Remove the records of jobs that ended long ago (default: more than 90 days).",
             discussion: """
                 Examples:
@@ -63,6 +64,7 @@ struct JobsCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "List jobs, oldest first.",
             discussion: """
                 Examples:
@@ -88,6 +90,7 @@ struct JobsCommand: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "show",
             abstract: "Show one job.",
             discussion: """
                 Examples:

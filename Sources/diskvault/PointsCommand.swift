@@ -9,6 +9,7 @@ struct PointsCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "List recovery points, in the order they were committed.",
             discussion: """
             Damaged points and points dated in the future are named on standard error.
@@ -71,6 +72,7 @@ struct PointsCommand: ParsableCommand {
 
     struct Forget: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "forget",
             abstract: "Remove one recovery point, damaged or not; gc then frees the chunks no other point needs.",
             discussion: """
                 The point's manifest goes first, so the point is gone at once; its index and key backup follow.

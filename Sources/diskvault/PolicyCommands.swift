@@ -9,6 +9,7 @@ struct PolicyCommand: ParsableCommand {
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "create",
             abstract: "Create (or with --replace, change) a policy.",
             discussion: """
             Examples:
@@ -45,6 +46,7 @@ struct PolicyCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "List policies.",
             discussion: """
             Examples:
@@ -63,6 +65,7 @@ struct PolicyCommand: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "show",
             abstract: "Show one policy, with its next scheduled time.",
             discussion: """
             Examples:
@@ -87,6 +90,7 @@ struct PolicyCommand: ParsableCommand {
 
     struct Delete: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "delete",
             abstract: "Delete a policy no disk uses.",
             discussion: """
             Examples:
@@ -109,6 +113,7 @@ struct ProtectCommand: ParsableCommand {
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "add",
             abstract: "Protect a disk (or change how it is protected).",
             discussion: """
             Examples:
@@ -168,6 +173,7 @@ struct ProtectCommand: ParsableCommand {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "List protected disks and when each is next due.",
             discussion: """
             Examples:
@@ -190,6 +196,7 @@ struct ProtectCommand: ParsableCommand {
 
     struct Remove: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "remove",
             abstract: "Stop protecting a disk (its points stay).",
             discussion: """
             Examples:
@@ -278,6 +285,7 @@ struct ScheduleCommand: ParsableCommand {
 
     struct Systemd: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "systemd",
             abstract: "Print systemd units that call run-due every 5 minutes: templates, one instance per vault.",
             discussion: """
                 The units are templates (diskvault-run-due@.service, .timer) whose instance is the vault's location,

@@ -176,6 +176,7 @@ enum Notify {
 extension PointsCommand {
     struct Diff: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "diff",
             abstract: "The byte ranges where two points of a disk differ (chunk by chunk), and how many bytes.",
             discussion: """
                 Examples:
@@ -201,6 +202,7 @@ extension PointsCommand {
 
     struct Retain: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "retain",
             abstract: "Change how long a point is kept: a date (prune keeps it until then, whatever the rules), forever, or none.",
             discussion: """
                 none clears it: the policy's rules decide again. Takes the vault alone for a moment, as prune does.

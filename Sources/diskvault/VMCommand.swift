@@ -22,6 +22,7 @@ struct VMCommand: ParsableCommand {
 
     struct Backup: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "backup",
             abstract: "Back up every disk of a VM as one point.",
             discussion: """
                 With --qmp, every drive of that qemu (or those --disk NAME=DRIVE names), each named by its qdev id \
@@ -87,6 +88,7 @@ struct VMCommand: ParsableCommand {
 
     struct Points: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "points",
             abstract: "List a VM's points (or every VM's), oldest first.",
             discussion: """
             Examples:
@@ -126,6 +128,7 @@ struct VMCommand: ParsableCommand {
 
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "verify",
             abstract: "Verify every disk point of a VM point.",
             discussion: """
             Examples:
@@ -172,6 +175,7 @@ struct VMCommand: ParsableCommand {
 
     struct Restore: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "restore",
             abstract: "Restore every disk of a VM point into a folder, with one re-attach template for the VM.",
             discussion: """
                 Each disk is restored as <dir>/<disk>.raw (or .qcow2), checked and renamed into place as restore does, \
@@ -248,6 +252,7 @@ struct VMCommand: ParsableCommand {
 
     struct Forget: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "forget",
             abstract: "Remove a VM point: every disk point it holds, then its record.",
             discussion: """
             Examples:

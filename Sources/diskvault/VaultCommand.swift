@@ -122,6 +122,7 @@ struct VaultKeyCommand: ParsableCommand {
 
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "export",
             abstract: "Write the vault's key to a new file (mode 0600).",
             discussion: """
             Examples:
@@ -141,6 +142,7 @@ struct VaultKeyCommand: ParsableCommand {
 
     struct Import: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "import",
             abstract: "Put an exported key back into the vault's vault.json (the passphrase must open it).",
             discussion: """
             Examples:
@@ -175,6 +177,7 @@ struct VaultEscrowCommand: ParsableCommand {
 
     struct Init: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "init",
             abstract: "Make the vault's escrow key (once; it is never replaced).",
             discussion: """
             Examples:
