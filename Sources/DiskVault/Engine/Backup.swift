@@ -42,6 +42,9 @@ public final class Backup {
     /// Runs after the last chunk is read and before the point is committed (a live backup checks that qemu's
     /// fleecing job held the point in time throughout); an error stops the commit.
     var beforeCommit: (() throws(DiskVaultError) -> Void)?
+    /// The disk's points as the caller scanned them under the disk's lock, held since (a live backup decides on
+    /// its bitmap from them): not read again. Nil: scanned here.
+    var scanned: PointScan?
     public weak var observer: (any ProgressObserver)?
     /// What the run found worth a warning without failing: damaged earlier points it skipped.
     public private(set) var warnings: [String] = []
@@ -101,7 +104,8 @@ public final class Backup {
         let started = Date()
         let chunkSize = vault.config.chunkSize
         // Damaged points are skipped: one bad old point never stops the disk's new backups.
-        let scan = try vault.scanPoints(disk: options.disk, now: options.now)
+        let scan: PointScan
+        if let scanned { scan = scanned } else { scan = try vault.scanPoints(disk: options.disk, now: options.now) }
         let earlier = scan.points
         let previous = earlier.last
         warnings = scan.damaged.map { "point \($0.id) of disk \(options.disk) is damaged and was skipped: \($0.problem)" }

@@ -64,7 +64,9 @@ public final class LiveBackup {
     struct DiskPlan {
         var disk: String
         var info: QemuDrive
-        var previous: RecoveryPoint?
+        /// The disk's points, scanned under its lock (the backup takes them from here).
+        var scan: PointScan
+        var previous: RecoveryPoint? { scan.points.last }
         /// The bitmap trusted to cover every write since the previous point (frozen by the transaction).
         var trusted: String?
         var newBitmap: String
@@ -146,7 +148,8 @@ public final class LiveBackup {
     /// What the previous point says, and whether qemu still holds the bitmap it left: trusted only when the
     /// same qemu process, the same node and size, and the bitmap there and consistent.
     private func plan(disk: String, info: QemuDrive, qmp: QMPClient) throws(DiskVaultError) -> DiskPlan {
-        let previous = try vault.scanPoints(disk: disk, now: options.base.now).points.last
+        let scan = try vault.scanPoints(disk: disk, now: options.base.now)
+        let previous = scan.points.last
         let prefix = LiveNames(disk: disk, vaultID: vault.config.id).bitmapPrefix
         let ours = info.bitmaps.filter { $0.name.hasPrefix(prefix) }
         var reason: String? = nil
@@ -177,7 +180,7 @@ public final class LiveBackup {
         if reason == nil && since + 1 >= max(1, options.fullReadEvery) {
             reason = "a full read every \(options.fullReadEvery) points"
         }
-        return DiskPlan(disk: disk, info: info, previous: previous, trusted: trusted, newBitmap: LiveNames(disk: disk, vaultID: vault.config.id).newBitmap(),
+        return DiskPlan(disk: disk, info: info, scan: scan, trusted: trusted, newBitmap: LiveNames(disk: disk, vaultID: vault.config.id).newBitmap(),
                         fullReason: reason, sinceFullRead: reason == nil ? since + 1 : 0)
     }
 
@@ -268,6 +271,7 @@ public final class LiveBackup {
         let backup = Backup(vault: vault, source: source, options: backupOptions)
         backup.observer = observer
         if let frozen { backup.changes = DirtyBitmapPlan(client: client, bitmap: frozen) }
+        backup.scanned = plan.scan
         backup.beforeCommit = { () throws(DiskVaultError) in
             try InterruptCleanup.checkInterrupted()
             try session.checkJobs()
