@@ -67,7 +67,9 @@ static inline void store_le32(uint8_t *p, uint32_t v) {
     p[3] = (uint8_t)(v >> 24);
 }
 
-void dv_scrypt_romix(uint8_t *b, size_t r, uint64_t n, void *v, void *xy) {
+// ROMix on one 128·r-byte block `b`, in place: `v` holds 128·r·n bytes and `xy` 256·r bytes, both 16-byte
+// aligned; n is a power of two ≥ 2.
+static void romix(uint8_t *b, size_t r, uint64_t n, void *v, void *xy) {
     const size_t vectors = 8 * r, words = 32 * r;
     v4 *vv = v, *x = xy, *y = (v4 *)xy + vectors;
     uint32_t *v0 = (uint32_t *)vv;
@@ -104,7 +106,7 @@ int dv_scrypt_romix_blocks(uint8_t *b, size_t r, size_t p, uint64_t n) {
 #ifdef MADV_HUGEPAGE
     (void)madvise(v, bytes, MADV_HUGEPAGE);
 #endif
-    for (size_t i = 0; i < p; i++) dv_scrypt_romix(b + 128 * r * i, r, n, v, xy);
+    for (size_t i = 0; i < p; i++) romix(b + 128 * r * i, r, n, v, xy);
     // What V and X/Y held is derived from the passphrase.
     explicit_bzero(v, bytes);
     explicit_bzero(xy, sizeof xy);
